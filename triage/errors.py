@@ -1,0 +1,36 @@
+"""Domain errors: what can go wrong, in the project's own terms (no transport imports)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TriageError(Exception):
+    """Base class of every error the project raises on purpose."""
+
+
+class InvalidReport(TriageError):
+    """A report cannot be scored as sent (empty text, over a limit, ...)."""
+
+
+class DataFileError(TriageError):
+    """A labelled-data or archive file is unreadable or holds a bad row."""
+
+    def __init__(self, path: Path | str, message: str, row: int | None = None) -> None:
+        self.path = str(path)
+        self.row = row
+        self.reason = message
+        where = f"{self.path}: row {row}" if row is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class ModelLoadError(TriageError):
+    """A model artifact is missing, tampered with or incompatible, so it was not loaded."""
+
+
+class PromotionRefused(TriageError):
+    """A trained model did not clear the promotion gate."""
+
+
+class ModelUnavailable(TriageError):
+    """No model is loaded to answer with."""

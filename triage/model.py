@@ -1,0 +1,71 @@
+"""The served model: a fitted pipeline plus its card, predicting labelled, explained results."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+from triage.artifacts import ModelCard, load_artifact
+from triage.candidates import CLASSIFIER
+from triage.explain import Terms, TermExplainer
+
+DEFAULT_TOP_TERMS = 5
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's answer for one report."""
+
+    label: str
+    confidence: float
+    scores: tuple[tuple[str, float], ...]  # every label with its probability, highest first
+    needs_review: bool
+    top_terms: Terms  # (term, contribution) that pushed towards ``label``, strongest first
+    model_version: str
+
+
+class TriageModel:
+    """A verified pipeline and its card; ``predict`` scores many texts in one model call."""
+
+    def __init__(self, pipeline: Pipeline, card: ModelCard) -> None:
+        self.pipeline = pipeline
+        self.card = card
+        self.labels: tuple[str, ...] = tuple(card.labels)
+        self.version = card.version
+        self.review_threshold = card.review_threshold
+        self._explainer = TermExplainer(pipeline)
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities, one row per text, columns in ``labels`` order."""
+        return np.asarray(self.pipeline.predict_proba(list(texts)))
+
+    def predict(self, texts: Sequence[str], top_k: int = DEFAULT_TOP_TERMS) -> list[Prediction]:
+        """Score ``texts`` in one vectorised call; ``top_k`` explanation terms each (0: none)."""
+        if len(texts) == 0:
+            return []
+        features = self.pipeline[:-1].transform(list(texts))
+        proba = np.asarray(self.pipeline.named_steps[CLASSIFIER].predict_proba(features))
+        best = proba.argmax(axis=1)
+        terms = self._explainer.top_terms(features, best, top_k)
+        order = np.argsort(-proba, axis=1, kind="stable")
+        return [
+            Prediction(
+                label=self.labels[best[i]],
+                confidence=float(proba[i, best[i]]),
+                scores=tuple((self.labels[j], float(proba[i, j])) for j in order[i]),
+                needs_review=bool(proba[i, best[i]] < self.review_threshold),
+                top_terms=terms[i],
+                model_version=self.version,
+            )
+            for i in range(len(texts))
+        ]
+
+
+def load_model(path: Path | str) -> TriageModel:
+    """Load the model at ``path`` (a version directory or ``models/current``), verified first."""
+    pipeline, card = load_artifact(Path(path))
+    return TriageModel(pipeline, card)

@@ -1,0 +1,79 @@
+"""Clean raw report text the same way in training and serving (first step of the pipeline)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from sklearn.base import BaseEstimator, TransformerMixin
+
+DEFAULT_MAX_CHARS = 20_000
+
+# Whole lines of web clutter that scraped releases carry. A line is dropped only when it is
+# clutter through and through, so a sentence that merely mentions "cookies" survives.
+_CLUTTER_LINES = re.compile(
+    r"""^(?:
+        (?:share|tweet|email|print|copy\ link|facebook|twitter|x|whatsapp|linkedin|reddit
+           |pinterest|messenger|telegram)(?:\s*[|/·•,]\s*\S+)*
+      | share\ (?:this|on|via)\b.*
+      | (?:related|more|latest|popular|top|trending)\ (?:stories|articles|news|content|posts)\b.*
+      | (?:read\ more|most\ read|you\ may\ also\ like|recommended\ for\ you|see\ also)\b.*
+      | (?:have\ your\ say|leave\ a\ (?:comment|reply)|post\ a\ comment|add\ (?:your|a)\ comment)\b.*
+      | (?:sign\ in|log\ in|register)\ to\ (?:comment|reply|continue)\b.*
+      | (?:your\ )?(?:name|e-?mail(?:\ address)?|comment|website)\s*\*?\s*:?
+      | (?:submit|post)(?:\ comment)?
+      | comments?\s*(?:\(\d+\))?
+      | \d+\ comments?
+      | have\ you\ got\ a\ story\ for\ us\b.*
+      | (?:sign\ up|subscribe)\b.*\bnewsletter\b.*
+      | (?:follow|like)\ us\ on\b.*
+      | (?:skip\ to\ (?:main\ )?content|back\ to\ top|main\ menu|menu|home|search|close|advertisement)
+      | (?:accept|reject|manage)\ (?:all\ )?cookies?\b.*
+    )\W*$""",
+    re.IGNORECASE | re.VERBOSE,
+)
+# Cookie banners run to a full sentence or two; any line that is mostly about cookies goes.
+_COOKIE_BANNER = re.compile(
+    r"\b(?:we\ use\ cookies|this\ (?:web)?site\ uses\ cookies|cookie\ (?:policy|settings|preferences)"
+    r"|accept\ (?:all\ )?cookies)\b",
+    re.IGNORECASE | re.VERBOSE,
+)
+_INVISIBLE = re.compile(r"[\u200b-\u200f\u2028\u2029\u2060\ufeff\u00ad]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SPACES = re.compile(r"\s+")
+
+
+def normalise_text(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> str:
+    """Return ``text`` in NFKC form, web clutter removed, whitespace folded, capped in length."""
+    text = unicodedata.normalize("NFKC", text)
+    text = _INVISIBLE.sub("", text)
+    text = _CONTROL.sub(" ", text)
+    kept = [
+        line
+        for line in text.splitlines()
+        if not _CLUTTER_LINES.match(line.strip()) and not _is_cookie_banner(line)
+    ]
+    folded = _SPACES.sub(" ", " ".join(kept)).strip()
+    return folded[:max_chars]
+
+
+def _is_cookie_banner(line: str) -> bool:
+    # A long paragraph that mentions cookies in passing is content; a short one is a banner.
+    return len(line) < 400 and _COOKIE_BANNER.search(line) is not None
+
+
+class TextNormaliser(TransformerMixin, BaseEstimator):
+    """Pipeline step applying :func:`normalise_text` to every document."""
+
+    def __init__(self, max_chars: int = DEFAULT_MAX_CHARS) -> None:
+        self.max_chars = max_chars
+
+    def fit(self, texts: Iterable[str], y: object = None) -> TextNormaliser:
+        return self
+
+    def transform(self, texts: Iterable[str]) -> list[str]:
+        return [normalise_text(text, self.max_chars) for text in texts]
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True  # stateless: nothing to learn
