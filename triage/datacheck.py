@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -16,9 +17,12 @@ from triage.errors import DataFileError
 from triage.normalise import normalise_text
 
 NEAR_DUPLICATE_JACCARD = 0.6
-SHINGLE_WORDS = 3
+SHINGLE_WORDS = 2
+CONTAINMENT = 0.8  # share of the smaller text's shingles found in the other
+MIN_SHINGLES_FOR_CONTAINMENT = 15
 _HASH_SPACE = 1 << 22
 _CHUNK = 2_000
+_WORD = re.compile(r"\w+")
 
 
 @dataclass
@@ -58,7 +62,7 @@ class DataCheckReport:
 class _Doc:
     path: str
     row: LabelledRow
-    key: str  # normalised lower-case text, for exact comparison
+    key: str  # the words of the normalised text, lower-case: equal keys are duplicates
 
 
 def check_files(paths: list[Path], near: float = NEAR_DUPLICATE_JACCARD) -> DataCheckReport:
@@ -77,10 +81,15 @@ def check_files(paths: list[Path], near: float = NEAR_DUPLICATE_JACCARD) -> Data
             report.errors.append(str(err))
             continue
         report.files.append(_summarise(path, rows))
-        docs.extend(_Doc(str(path), r, normalise_text(r.text).lower()) for r in rows)
+        docs.extend(_Doc(str(path), r, _comparable(r.text)) for r in rows)
     _exact_duplicates(docs, report)
     _near_duplicates(docs, near, report)
     return report
+
+
+def _comparable(text: str) -> str:
+    # Case, punctuation and web clutter do not make a copy a different example.
+    return " ".join(_WORD.findall(normalise_text(text).lower()))
 
 
 def _summarise(path: Path, rows: list[LabelledRow]) -> FileSummary:
@@ -135,7 +144,8 @@ def _shingles(doc: _Doc) -> set[int]:
 
 
 def _near_duplicates(docs: list[_Doc], near: float, report: DataCheckReport) -> None:
-    """Jaccard similarity of word 3-shingle sets, computed as a sparse product in chunks."""
+    """Near copies by word-bigram sets: Jaccard >= ``near``, or one text's bigrams mostly inside
+    the other's (a copy with a paragraph added). Computed as a sparse product in chunks."""
     if len(docs) < 2:
         return
     sets = [_shingles(d) for d in docs]
@@ -152,8 +162,10 @@ def _near_duplicates(docs: list[_Doc], near: float, report: DataCheckReport) -> 
         keep = i < j
         i, j, shared = i[keep], j[keep], inter.data[keep]
         jaccard = shared / (sizes[i] + sizes[j] - shared)
-        for a, b, score in zip(i[jaccard >= near], j[jaccard >= near], jaccard[jaccard >= near],
-                               strict=True):
+        smaller = np.minimum(sizes[i], sizes[j])
+        contained = (shared / smaller >= CONTAINMENT) & (smaller >= MIN_SHINGLES_FOR_CONTAINMENT)
+        hit = (jaccard >= near) | contained
+        for a, b, score in zip(i[hit], j[hit], jaccard[hit], strict=True):
             first, second = docs[a], docs[b]
             if first.key == second.key:
                 continue  # already reported as an exact duplicate

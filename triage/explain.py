@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from triage.candidates import CLASSIFIER, FEATURES, READABLE_FEATURES
@@ -24,7 +25,8 @@ class TermExplainer:
             raise ValueError(
                 f"classifier has {weights.shape[1]} weights but features give {len(names)} names"
             )
-        # Unreadable features (character n-grams) still vote, but are never shown as reasons.
+        # Character n-grams and stop-word-only terms ("our", "on the") still vote, but are
+        # never shown as reasons: they tell a reader nothing.
         weights[:, ~readable] = 0.0
         self._names = names
         self._weights = weights.astype(np.float32)
@@ -74,7 +76,18 @@ def _feature_names(features: Any) -> tuple[np.ndarray, np.ndarray]:
         for part, transformer in features.transformer_list:
             part_names = transformer.get_feature_names_out()
             names.append(part_names)
-            readable.append(np.full(len(part_names), part == READABLE_FEATURES))
+            readable.append(
+                _meaningful(part_names) if part == READABLE_FEATURES
+                else np.zeros(len(part_names), dtype=bool)
+            )
         return np.concatenate(names), np.concatenate(readable)
     names = features.get_feature_names_out()
-    return names, np.ones(len(names), dtype=bool)
+    return names, _meaningful(names)
+
+
+def _meaningful(names: np.ndarray) -> np.ndarray:
+    return np.fromiter(
+        (not all(word in ENGLISH_STOP_WORDS for word in name.split()) for name in names),
+        dtype=bool,
+        count=len(names),
+    )

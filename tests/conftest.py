@@ -1,0 +1,47 @@
+"""Shared fixtures: a real pipeline trained once on the tiny hand-written corpus."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from triage.artifacts import promote, write_artifact
+from triage.corpus import read_labelled
+from triage.model import TriageModel, load_model
+from triage.training import TrainConfig, TrainResult, train
+
+DATA = Path(__file__).parent / "data"
+TINY = DATA / "tiny.jsonl"
+REPO = Path(__file__).resolve().parent.parent
+
+# Fast and deterministic: the tiny corpus has 12 rows per label.
+TINY_CONFIG = TrainConfig(folds=3, seed=0, n_jobs=1, search=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_result() -> TrainResult:
+    data = read_labelled(TINY)
+    return train(data, data, TINY_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def _models_template(tmp_path_factory: pytest.TempPathFactory, tiny_result: TrainResult) -> Path:
+    models = tmp_path_factory.mktemp("models-template")
+    write_artifact(models, "v1", tiny_result.pipeline, tiny_result.card)
+    promote(models, "v1")
+    return models
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path, _models_template: Path) -> Path:
+    """A fresh models/ directory per test, holding version v1 promoted to current."""
+    target = tmp_path / "models"
+    shutil.copytree(_models_template, target, symlinks=True)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_model(_models_template: Path) -> TriageModel:
+    return load_model(_models_template / "current")

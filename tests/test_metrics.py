@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from triage.metrics import (
+    REVIEW_EVERYTHING,
+    choose_review_threshold,
+    evaluate,
+    expected_calibration_error,
+)
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy() -> None:
+    confidence = np.array([0.8] * 10)
+    correct = np.array([True] * 8 + [False] * 2)
+    assert expected_calibration_error(confidence, correct) == pytest.approx(0.0)
+    assert expected_calibration_error(confidence, np.ones(10, bool)) == pytest.approx(0.2)
+
+
+def test_threshold_is_the_lowest_that_reaches_the_precision() -> None:
+    confidence = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6])
+    correct = np.array([True, True, True, False, True, False])
+    assert choose_review_threshold(confidence, correct, 1.0) == 0.9
+    assert choose_review_threshold(confidence, correct, 0.8) == 0.7
+    assert choose_review_threshold(confidence, np.zeros(6, bool), 0.5) == REVIEW_EVERYTHING
+
+
+def test_threshold_never_splits_tied_confidences() -> None:
+    confidence = np.array([0.9, 0.9, 0.5])
+    correct = np.array([True, False, False])
+    # Accepting one of the tied 0.9s would reach precision 1.0; ties go together instead.
+    assert choose_review_threshold(confidence, correct, 1.0) == REVIEW_EVERYTHING
+
+
+def test_evaluate_reports_every_figure() -> None:
+    labels = ["a", "b"]
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    ev = evaluate(["a", "b", "b", "b"], proba, labels, review_threshold=0.65)
+    assert ev["n"] == 4 and ev["accuracy"] == 0.75
+    assert ev["confusion_matrix"] == [[1, 0], [1, 2]]
+    assert ev["per_class"]["b"] == {"precision": 1.0, "recall": pytest.approx(2 / 3),
+                                    "f1": pytest.approx(0.8), "support": 3}
+    assert ev["review_rate"] == 0.25 and ev["accepted_precision"] == 1.0
