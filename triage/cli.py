@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +23,15 @@ DEFAULT_TEST = Path("training/data/test.jsonl")
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_PROMOTED = 0, 1, 2, 3
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     """Run one ``triage`` command; return its exit code."""
-    parser = build_parser()
+    parser = build_parser(os.environ if env is None else env)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
+        force=True,
     )
     command: Callable[[argparse.Namespace], int] = args.command
     try:
@@ -44,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The argument parser; ``env`` supplies the TRIAGE_* defaults of ``triage serve``."""
     parser = argparse.ArgumentParser(
         prog="triage", description="Classify public reports and police releases."
     )
@@ -79,9 +82,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", type=Path, default=None, help="write PNG plots into this directory")
     p.set_defaults(command=cmd_evaluate)
 
+    p = sub.add_parser("serve", help="run the gRPC service")
+    p.add_argument("--host", default=env.get("TRIAGE_HOST", "127.0.0.1"),
+                   help="address to bind (env TRIAGE_HOST; default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=int(env.get("TRIAGE_PORT", "50051")),
+                   help="port, 0 for any free one (env TRIAGE_PORT; default 50051)")
+    p.add_argument("--model", type=Path, default=Path(env.get("TRIAGE_MODEL", str(DEFAULT_MODEL))),
+                   help="model directory or models/current (env TRIAGE_MODEL)")
+    p.add_argument("--threads", type=int, default=int(env.get("TRIAGE_THREADS", "16")),
+                   help="RPC threads (env TRIAGE_THREADS; default 16)")
+    p.add_argument("--max-text-chars", type=int,
+                   default=int(env.get("TRIAGE_MAX_TEXT_CHARS", "100000")),
+                   help="longest accepted report (env TRIAGE_MAX_TEXT_CHARS; default 100000)")
+    p.add_argument("--max-batch", type=int, default=int(env.get("TRIAGE_MAX_BATCH", "1000")),
+                   help="most reports per ClassifyBatch (env TRIAGE_MAX_BATCH; default 1000)")
+    p.add_argument("--max-message-mb", type=int,
+                   default=int(env.get("TRIAGE_MAX_MESSAGE_MB", "64")),
+                   help="largest request message (env TRIAGE_MAX_MESSAGE_MB; default 64)")
+    p.add_argument("--grace", type=float, default=float(env.get("TRIAGE_GRACE_SECONDS", "10")),
+                   help="seconds calls in flight get at shutdown (env TRIAGE_GRACE_SECONDS)")
+    p.add_argument("--watch", type=float, default=float(env.get("TRIAGE_WATCH_SECONDS", "2")),
+                   help="poll the model path for a switch every N s, 0: off "
+                        "(env TRIAGE_WATCH_SECONDS)")
+    p.add_argument("--access-log", default=env.get("TRIAGE_ACCESS_LOG", "-"),
+                   help="JSON-lines access log file, '-' for stderr, 'off' "
+                        "(env TRIAGE_ACCESS_LOG)")
+    p.set_defaults(command=cmd_serve)
+
     p = sub.add_parser("classify", help="classify one text (or '-' for standard input)")
     p.add_argument("text", help="the report text, or '-' to read it from standard input")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--target", default=None,
+                   help="ask a running service at HOST:PORT instead of loading the model")
     p.add_argument("--top-terms", type=int, default=5)
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(command=cmd_classify)
@@ -194,27 +226,84 @@ def cmd_classify(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.text == "-" else args.text
     if not text.strip():
         raise TriageError("the text is empty: pass the report text or '-' to read standard input")
-    prediction = load_model(args.model).predict([text], top_k=args.top_terms)[0]
+    if args.target:
+        answer = _classify_remote(args.target, text, args.top_terms)
+    else:
+        p = load_model(args.model).predict([text], top_k=args.top_terms)[0]
+        answer = {
+            "label": p.label,
+            "confidence": p.confidence,
+            "needs_review": p.needs_review,
+            "scores": dict(p.scores),
+            "top_terms": [list(t) for t in p.top_terms],
+            "model_version": p.model_version,
+        }
     if args.format == "json":
-        _print_json(
-            {
-                "label": prediction.label,
-                "confidence": prediction.confidence,
-                "needs_review": prediction.needs_review,
-                "scores": dict(prediction.scores),
-                "top_terms": [list(t) for t in prediction.top_terms],
-                "model_version": prediction.model_version,
-            }
-        )
+        _print_json(answer)
         return EXIT_OK
-    review = "  (needs human review)" if prediction.needs_review else ""
-    print(f"{prediction.label}  {prediction.confidence:.3f}{review}")
-    for label, score in prediction.scores:
+    review = "  (needs human review)" if answer["needs_review"] else ""
+    print(f"{answer['label']}  {answer['confidence']:.3f}{review}")
+    for label, score in answer["scores"].items():
         print(f"  {label:<20} {score:.3f}")
-    terms = ", ".join(f"{term} ({weight:.3f})" for term, weight in prediction.top_terms)
+    terms = ", ".join(f"{term} ({weight:.3f})" for term, weight in answer["top_terms"])
     print(f"  top terms: {terms or '(none)'}")
-    print(f"  model {prediction.model_version}")
+    print(f"  model {answer['model_version']}")
     return EXIT_OK
+
+
+def _classify_remote(target: str, text: str, top_terms: int) -> dict[str, Any]:
+    import grpc
+
+    from triage.client import TriageClient
+
+    with TriageClient(target) as client:
+        try:
+            c = client.classify(text, explanation_terms=top_terms)
+        except grpc.RpcError as err:
+            raise TriageError(f"{target}: {err.code().name}: {err.details()}") from None
+    return {
+        "label": c.label,
+        "confidence": c.confidence,
+        "needs_review": c.needs_review,
+        "scores": c.scores,
+        "top_terms": [list(t) for t in c.explanation],
+        "model_version": c.model_version,
+    }
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from triage.server.app import ServeConfig, serve
+    from triage.service import Limits
+
+    _configure_access_log(args.access_log)
+    config = ServeConfig(
+        model_path=args.model,
+        host=args.host,
+        port=args.port,
+        threads=args.threads,
+        limits=Limits(
+            max_text_chars=args.max_text_chars,
+            max_batch_size=args.max_batch,
+            max_message_bytes=args.max_message_mb * 1024 * 1024,
+        ),
+        grace_seconds=args.grace,
+        watch_seconds=args.watch,
+    )
+    return serve(config)
+
+
+def _configure_access_log(target: str) -> None:
+    access = logging.getLogger("triage.access")
+    access.propagate = False
+    if target == "off":
+        access.disabled = True
+        return
+    handler: logging.Handler = (
+        logging.StreamHandler(sys.stderr) if target == "-" else logging.FileHandler(target)
+    )
+    handler.setFormatter(logging.Formatter("%(message)s"))  # the record is already JSON
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
 
 
 def cmd_promote(args: argparse.Namespace) -> int:

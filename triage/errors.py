@@ -34,3 +34,11 @@ class PromotionRefused(TriageError):
 
 class ModelUnavailable(TriageError):
     """No model is loaded to answer with."""
+
+
+class DeadlineExceeded(TriageError):
+    """The caller's deadline passed before the work started; it was skipped."""
+
+
+class Overloaded(TriageError):
+    """The service is at its limit of work in flight; the caller should back off and retry."""

@@ -1,0 +1,107 @@
+"""A small typed Python client for TriageService."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from triage.v1 import triage_pb2 as pb
+from triage.v1 import triage_pb2_grpc as pb_grpc
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The service's answer for one report (``error`` set when a batch item was refused)."""
+
+    report_id: str
+    label: str
+    confidence: float
+    scores: dict[str, float]
+    needs_review: bool
+    model_version: str
+    explanation: list[tuple[str, float]]
+    error: str | None = None
+
+
+class TriageClient:
+    """``TriageClient("localhost:50051").classify("text")``; use as a context manager."""
+
+    def __init__(
+        self,
+        target: str,
+        timeout: float | None = 10.0,
+        credentials: grpc.ChannelCredentials | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self.channel = (
+            grpc.secure_channel(target, credentials)
+            if credentials is not None
+            else grpc.insecure_channel(target)
+        )
+        self.stub = pb_grpc.TriageServiceStub(self.channel)
+        self.timeout = timeout
+        self.metadata = tuple(metadata)
+
+    def classify(self, text: str, report_id: str = "", explanation_terms: int = 5) -> Classification:
+        """Classify one report; raises ``grpc.RpcError`` with the server's status on refusal."""
+        response = self.stub.Classify(
+            pb.ClassifyRequest(text=text, report_id=report_id,
+                               max_explanation_terms=explanation_terms),
+            timeout=self.timeout, metadata=self.metadata,
+        )
+        return _from_response(response)
+
+    def classify_batch(
+        self, texts: Sequence[str], report_ids: Sequence[str] | None = None,
+        explanation_terms: int = 5,
+    ) -> list[Classification]:
+        """Classify many reports in one call; results follow the input order."""
+        ids = list(report_ids) if report_ids is not None else [str(i) for i in range(len(texts))]
+        request = pb.ClassifyBatchRequest(reports=[
+            pb.ClassifyRequest(text=t, report_id=i, max_explanation_terms=explanation_terms)
+            for t, i in zip(texts, ids, strict=True)
+        ])
+        response = self.stub.ClassifyBatch(request, timeout=self.timeout, metadata=self.metadata)
+        return [_from_response(r) for r in response.results]
+
+    def classify_stream(self, reports: Iterable[tuple[str, str]]) -> Iterator[Classification]:
+        """Stream ``(report_id, text)`` pairs; yields answers as they come."""
+        requests = (pb.ClassifyRequest(text=t, report_id=i) for i, t in reports)
+        for response in self.stub.ClassifyStream(requests, metadata=self.metadata):
+            yield _from_response(response)
+
+    def model_info(self) -> pb.ModelInfo:
+        info: pb.ModelInfo = self.stub.GetModelInfo(
+            pb.GetModelInfoRequest(), timeout=self.timeout, metadata=self.metadata
+        )
+        return info
+
+    def reload_model(self) -> pb.ReloadModelResponse:
+        result: pb.ReloadModelResponse = self.stub.ReloadModel(
+            pb.ReloadModelRequest(), timeout=self.timeout, metadata=self.metadata
+        )
+        return result
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> TriageClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _from_response(r: pb.ClassifyResponse) -> Classification:
+    return Classification(
+        report_id=r.report_id,
+        label=r.label,
+        confidence=r.confidence,
+        scores={s.label: s.probability for s in r.scores},
+        needs_review=r.needs_review,
+        model_version=r.model_version,
+        explanation=[(e.term, e.weight) for e in r.explanation],
+        error=r.error.message if r.HasField("error") else None,
+    )

@@ -1,0 +1,89 @@
+"""The model now serving, replaced atomically by a verified, warmed model on reload."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from triage.artifacts import ModelCard
+from triage.errors import ModelUnavailable
+from triage.model import TriageModel, load_model
+
+log = logging.getLogger(__name__)
+
+# Warm-up texts touch every step once, so the first real call pays no lazy start-up cost.
+WARMUP_TEXTS = (
+    "A suspicious bag was left at the station entrance.",
+    "Someone rang pretending to be my bank and I paid them.",
+    "Our office network was hit by ransomware overnight.",
+    "A car was broken into on the high street last night.",
+)
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """What a reload did: the version before and after, and whether the model changed."""
+
+    previous_version: str | None
+    model_version: str
+    changed: bool
+
+
+class LiveModel:
+    """Holds the serving model for one model path (normally ``models/current``).
+
+    Readers take :attr:`current` once per call and use that object to the end, so a swap never
+    changes the model under a call in flight; the swap itself is one reference assignment.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._model: TriageModel | None = None
+        self._source: tuple[Path, str] | None = None  # (resolved dir, artifact sha256)
+        self._reload_lock = threading.Lock()
+
+    @property
+    def current(self) -> TriageModel:
+        model = self._model
+        if model is None:
+            raise ModelUnavailable("no model is loaded yet; retry shortly")
+        return model
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def reload(self) -> ReloadResult:
+        """Load, verify and warm whatever ``path`` points to now, then swap it in.
+
+        Raises :class:`~triage.errors.ModelLoadError` (and keeps the old model serving) if the
+        new artifact fails verification. Does nothing if the path still holds the same model.
+        """
+        with self._reload_lock:
+            previous = self._model
+            resolved = self.path.resolve()
+            if previous is not None and self._source == (resolved, _sha(previous.card)):
+                return ReloadResult(previous.version, previous.version, changed=False)
+            candidate = load_model(resolved)
+            candidate.predict(list(WARMUP_TEXTS))
+            self._model = candidate
+            self._source = (resolved, _sha(candidate.card))
+            log.info(
+                "model %s now serving (was %s)",
+                candidate.version,
+                previous.version if previous else "none",
+            )
+            return ReloadResult(
+                previous.version if previous else None, candidate.version, changed=True
+            )
+
+    def changed_on_disk(self) -> bool:
+        """Whether ``path`` now resolves somewhere else than the serving model came from."""
+        source = self._source
+        return source is None or self.path.resolve() != source[0]
+
+
+def _sha(card: ModelCard) -> str:
+    return str(card.document["artifact"]["sha256"])

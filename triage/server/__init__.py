@@ -1,0 +1,1 @@
+"""The gRPC transport: servicer, status mapping, access log and server wiring."""

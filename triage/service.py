@@ -1,0 +1,169 @@
+"""The transport-free classification service that the gRPC layer (and any other) calls."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from triage.errors import DeadlineExceeded, InvalidReport, TriageError
+from triage.live import LiveModel, ReloadResult
+from triage.model import DEFAULT_TOP_TERMS, Prediction, TriageModel
+
+MAX_TOP_TERMS = 50
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits; every refusal names the limit it hit."""
+
+    max_text_chars: int = 100_000
+    max_batch_size: int = 1_000
+    max_message_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Report:
+    """One report as received: its text, the caller's id, how many reasons to return."""
+
+    text: str
+    report_id: str = ""
+    top_terms: int = DEFAULT_TOP_TERMS
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A point on the monotonic clock after which work for a call is wasted."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float | None) -> Deadline | None:
+        return None if seconds is None else cls(time.monotonic() + seconds)
+
+    def check(self) -> None:
+        if time.monotonic() >= self.at:
+            raise DeadlineExceeded("the call's deadline passed before it was scored")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One report's result in a batch: a prediction or the error that refused it."""
+
+    report_id: str
+    prediction: Prediction | None = None
+    error: TriageError | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The serving model's card highlights and the limits enforced."""
+
+    version: str
+    labels: tuple[str, ...]
+    created: str
+    review_threshold: float
+    review_target_precision: float
+    candidate: str
+    metrics: dict[str, float]
+    limits: Limits
+
+
+class ClassificationService:
+    """Validates reports against :class:`Limits` and scores them on the live model."""
+
+    def __init__(self, live: LiveModel, limits: Limits = Limits()) -> None:
+        self.live = live
+        self.limits = limits
+
+    def validate(self, report: Report) -> None:
+        """Raise :class:`InvalidReport` saying which rule ``report`` breaks."""
+        if not report.text.strip():
+            raise InvalidReport("text is empty or only whitespace; send the report's text")
+        if len(report.text) > self.limits.max_text_chars:
+            raise InvalidReport(
+                f"text has {len(report.text):,} characters, over the limit of "
+                f"{self.limits.max_text_chars:,}; split or truncate the report"
+            )
+        if not 0 <= report.top_terms <= MAX_TOP_TERMS:
+            raise InvalidReport(
+                f"max_explanation_terms must be between 0 and {MAX_TOP_TERMS}, "
+                f"got {report.top_terms}"
+            )
+
+    def classify(self, report: Report, deadline: Deadline | None = None) -> Prediction:
+        """Score one report, or raise the domain error that refuses it."""
+        self.validate(report)
+        if deadline is not None:
+            deadline.check()
+        return self.live.current.predict([report.text], top_k=report.top_terms)[0]
+
+    def classify_batch(
+        self, reports: Sequence[Report], deadline: Deadline | None = None
+    ) -> tuple[str, list[Outcome]]:
+        """Score every valid report in one model call; invalid ones get their own error.
+
+        Returns the version of the one model that scored the whole batch, and one outcome per
+        report in request order.
+        """
+        if len(reports) > self.limits.max_batch_size:
+            raise InvalidReport(
+                f"batch has {len(reports):,} reports, over the limit of "
+                f"{self.limits.max_batch_size:,}; send smaller batches"
+            )
+        model = self.live.current
+        outcomes: list[Outcome] = []
+        valid: list[int] = []
+        for i, report in enumerate(reports):
+            try:
+                self.validate(report)
+            except InvalidReport as err:
+                outcomes.append(Outcome(report.report_id, error=err))
+            else:
+                outcomes.append(Outcome(report.report_id))
+                valid.append(i)
+        if deadline is not None:
+            deadline.check()
+        predictions = _predict(model, [reports[i] for i in valid])
+        for i, prediction in zip(valid, predictions, strict=True):
+            outcomes[i] = Outcome(reports[i].report_id, prediction=prediction)
+        return model.version, outcomes
+
+    def model_info(self) -> ModelInfo:
+        model = self.live.current
+        card = model.card.document
+        metrics: dict[str, float] = {}
+        for split in ("cv", "test"):
+            figures: dict[str, Any] = (card.get("metrics") or {}).get(split) or {}
+            for name in ("macro_f1", "accuracy", "ece", "review_rate", "accepted_precision"):
+                if isinstance(figures.get(name), int | float):
+                    metrics[f"{split}_{name}"] = float(figures[name])
+        return ModelInfo(
+            version=model.version,
+            labels=model.labels,
+            created=model.card.created,
+            review_threshold=model.review_threshold,
+            review_target_precision=float(card["review"].get("target_precision", 0.0)),
+            candidate=str(card.get("candidate", "")),
+            metrics=metrics,
+            limits=self.limits,
+        )
+
+    def reload(self) -> ReloadResult:
+        return self.live.reload()
+
+
+def _predict(model: TriageModel, reports: Sequence[Report]) -> list[Prediction]:
+    if not reports:
+        return []
+    most = max(r.top_terms for r in reports)
+    predictions = model.predict([r.text for r in reports], top_k=most)
+    return [
+        p if r.top_terms == most else _trim(p, r.top_terms)
+        for p, r in zip(predictions, reports, strict=True)
+    ]
+
+
+def _trim(prediction: Prediction, k: int) -> Prediction:
+    return replace(prediction, top_terms=prediction.top_terms[:k])
