@@ -101,6 +101,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                    help="largest request message (env TRIAGE_MAX_MESSAGE_MB; default 64)")
     p.add_argument("--grace", type=float, default=float(env.get("TRIAGE_GRACE_SECONDS", "10")),
                    help="seconds calls in flight get at shutdown (env TRIAGE_GRACE_SECONDS)")
+    p.add_argument("--drain", type=float, default=float(env.get("TRIAGE_DRAIN_SECONDS", "0")),
+                   help="at shutdown, report NOT_SERVING for N s before refusing calls "
+                        "(env TRIAGE_DRAIN_SECONDS)")
     p.add_argument("--watch", type=float, default=float(env.get("TRIAGE_WATCH_SECONDS", "2")),
                    help="poll the model path for a switch every N s, 0: off "
                         "(env TRIAGE_WATCH_SECONDS)")
@@ -287,6 +290,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_message_bytes=args.max_message_mb * 1024 * 1024,
         ),
         grace_seconds=args.grace,
+        drain_seconds=args.drain,
         watch_seconds=args.watch,
     )
     return serve(config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ class ServeConfig:
     threads: int = 16
     limits: Limits = field(default_factory=Limits)
     grace_seconds: float = 10.0
+    drain_seconds: float = 0.0  # NOT_SERVING this long before refusing calls, for probes to see
     watch_seconds: float = 2.0  # how often to look for a switched models/current; 0: never
 
 
@@ -77,8 +79,17 @@ class TriageServer:
         self._watcher: threading.Thread | None = None
 
     def start(self) -> TriageServer:
-        """Start answering; health turns SERVING once the model is loaded and warmed."""
+        """Listen, then load and warm the model; health turns SERVING only after that."""
+        self.listen()
+        return self.activate()
+
+    def listen(self) -> TriageServer:
+        """Accept calls (health NOT_SERVING; Classify UNAVAILABLE until :meth:`activate`)."""
         self.server.start()
+        return self
+
+    def activate(self) -> TriageServer:
+        """Load, verify and warm the model, then report SERVING and watch for switches."""
         try:
             self.live.reload()
         except BaseException:
@@ -101,6 +112,8 @@ class TriageServer:
         """Refuse new calls, let calls in flight finish within the grace period, then stop."""
         self._stopping.set()
         self.health.enter_graceful_shutdown()
+        if self.config.drain_seconds > 0:
+            time.sleep(self.config.drain_seconds)
         grace = self.config.grace_seconds if grace is None else grace
         log.info("shutting down: finishing calls in flight (grace %.1f s)", grace)
         self.server.stop(grace).wait()

@@ -1,0 +1,315 @@
+"""The gRPC service over a real channel to a real server on port 0."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+from triage.artifacts import CURRENT, MODEL_FILE, write_artifact
+from triage.model import TriageModel
+from triage.server.app import ServeConfig, TriageServer
+from triage.server.status import StatusInterceptor
+from triage.service import Limits
+from triage.training import TrainResult
+from triage.v1 import triage_pb2 as pb
+from triage.v1 import triage_pb2_grpc as pb_grpc
+
+SERVICE = "triage.v1.TriageService"
+
+
+def _config(models_dir: Path, **overrides: object) -> ServeConfig:
+    settings: dict[str, object] = {
+        "model_path": models_dir / CURRENT,
+        "port": 0,
+        "threads": 8,
+        "limits": Limits(max_text_chars=2_000, max_batch_size=50, max_message_bytes=1 << 20),
+        "grace_seconds": 5.0,
+        "watch_seconds": 0.1,
+    }
+    settings.update(overrides)
+    return ServeConfig(**settings)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def server(models_dir: Path) -> Iterator[TriageServer]:
+    running = TriageServer(_config(models_dir)).start()
+    yield running
+    running.stop(grace=0)
+
+
+@pytest.fixture
+def channel(server: TriageServer) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+        yield ch
+
+
+@pytest.fixture
+def stub(channel: grpc.Channel) -> pb_grpc.TriageServiceStub:
+    return pb_grpc.TriageServiceStub(channel)
+
+
+def _health(channel: grpc.Channel, service: str = "") -> int:
+    check = health_pb2_grpc.HealthStub(channel).Check
+    status: int = check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+    return status
+
+
+def test_classify_answers_with_every_field(stub: pb_grpc.TriageServiceStub) -> None:
+    r = stub.Classify(pb.ClassifyRequest(
+        text="Someone logged into my email account and changed the password",
+        report_id="call-17", max_explanation_terms=2), timeout=5)
+    assert r.report_id == "call-17" and r.label == "cybercrime"
+    probabilities = [s.probability for s in r.scores]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert sum(probabilities) == pytest.approx(1.0) and r.confidence == probabilities[0]
+    assert {s.label for s in r.scores} == {"cybercrime", "fraud", "general", "terrorism_concern"}
+    assert r.model_version == "v1" and not r.HasField("error")
+    assert 1 <= len(r.explanation) <= 2 and all(e.weight > 0 for e in r.explanation)
+
+
+def test_batch_keeps_order_and_isolates_a_bad_report(
+    stub: pb_grpc.TriageServiceStub, tiny_model: TriageModel
+) -> None:
+    texts = ["A man was filming the barriers at the stadium staff entrance",
+             "   ",
+             "A fake bank caller talked my mother into moving her savings",
+             "x" * 2_001]
+    response = stub.ClassifyBatch(pb.ClassifyBatchRequest(reports=[
+        pb.ClassifyRequest(text=t, report_id=f"r{i}") for i, t in enumerate(texts)]), timeout=5)
+    assert [r.report_id for r in response.results] == ["r0", "r1", "r2", "r3"]
+    assert response.model_version == "v1"
+    expected = tiny_model.predict([texts[0], texts[2]])
+    assert response.results[0].label == expected[0].label
+    assert response.results[0].confidence == pytest.approx(expected[0].confidence)
+    assert response.results[2].label == expected[1].label
+    assert response.results[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "empty" in response.results[1].error.message and not response.results[1].label
+    assert "2,001 characters, over the limit of 2,000" in response.results[3].error.message
+
+
+def test_stream_answers_each_report_and_survives_a_bad_one(
+    stub: pb_grpc.TriageServiceStub, tiny_model: TriageModel
+) -> None:
+    texts = ["My instagram account was taken over by a hacker", "", "burglars took jewellery"]
+    requests = [pb.ClassifyRequest(text=t, report_id=f"s{i}") for i, t in enumerate(texts)]
+    answers = list(stub.ClassifyStream(iter(requests), timeout=5))
+    assert [a.report_id for a in answers] == ["s0", "s1", "s2"]
+    expected = tiny_model.predict([texts[0], texts[2]])
+    assert [answers[0].label, answers[2].label] == [e.label for e in expected]
+    assert answers[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+
+
+def test_model_info(stub: pb_grpc.TriageServiceStub) -> None:
+    info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
+    assert info.version == "v1" and list(info.labels) == sorted(info.labels)
+    assert len(info.labels) == 4 and info.candidate == "word_char_svm"
+    assert 0 < info.review_threshold and info.review_target_precision == 0.95
+    assert {"test_macro_f1", "cv_macro_f1", "test_ece"} <= set(info.metrics)
+    assert (info.limits.max_text_chars, info.limits.max_batch_size) == (2_000, 50)
+
+
+@pytest.mark.parametrize(
+    ("request_", "code", "message"),
+    [
+        (pb.ClassifyRequest(text=""), grpc.StatusCode.INVALID_ARGUMENT, "text is empty"),
+        (pb.ClassifyRequest(text=" \n\t "), grpc.StatusCode.INVALID_ARGUMENT, "only whitespace"),
+        (pb.ClassifyRequest(text="y" * 2_001), grpc.StatusCode.INVALID_ARGUMENT,
+         "over the limit of 2,000"),
+        (pb.ClassifyRequest(text="ok", max_explanation_terms=51), grpc.StatusCode.INVALID_ARGUMENT,
+         "max_explanation_terms must be between 0 and 50"),
+        (pb.ClassifyRequest(text="z" * (1 << 20)), grpc.StatusCode.RESOURCE_EXHAUSTED,
+         "larger than max"),
+    ],
+)
+def test_bad_requests_get_their_code_and_message(
+    stub: pb_grpc.TriageServiceStub, request_: pb.ClassifyRequest, code: grpc.StatusCode,
+    message: str,
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Classify(request_, timeout=5)
+    assert caught.value.code() == code
+    assert message in caught.value.details()
+    assert "Traceback" not in caught.value.details()
+
+
+def test_oversized_batch_is_refused_as_a_whole(stub: pb_grpc.TriageServiceStub) -> None:
+    request = pb.ClassifyBatchRequest(reports=[pb.ClassifyRequest(text="hi")] * 51)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ClassifyBatch(request, timeout=5)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "batch has 51 reports, over the limit of 50" in caught.value.details()
+
+
+def test_health_is_serving_only_after_the_model_is_loaded(models_dir: Path) -> None:
+    server = TriageServer(_config(models_dir)).listen()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            assert _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert _health(channel, SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
+            with pytest.raises(grpc.RpcError) as caught:
+                pb_grpc.TriageServiceStub(channel).Classify(pb.ClassifyRequest(text="hi"), timeout=5)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+            server.activate()
+            assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+            assert _health(channel, SERVICE) == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        server.stop(grace=0)
+
+
+def test_a_server_without_a_loadable_model_refuses_to_start(tmp_path: Path) -> None:
+    from triage.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="no model card"):
+        TriageServer(_config(tmp_path)).start()
+
+
+def test_reflection_lists_the_services(channel: grpc.Channel) -> None:
+    database = ProtoReflectionDescriptorDatabase(channel)
+    services = set(database.get_services())
+    assert {SERVICE, "grpc.health.v1.Health"} <= services
+    method = database.FindFileContainingSymbol(SERVICE)
+    assert method.name == "triage/v1/triage.proto"
+
+
+def test_a_call_past_its_deadline_is_not_scored(
+    models_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = TriageServer(_config(models_dir, threads=1,
+                                  limits=Limits(max_batch_size=5_000,
+                                                max_message_bytes=64 << 20))).start()
+    caplog.set_level(logging.INFO, logger="triage.access")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.TriageServiceStub(channel)
+            # Occupy the single RPC thread, then queue a call whose deadline runs out meanwhile.
+            slow_text = "suspicious package left at the station entrance by a man " * 60
+            busy = stub.ClassifyBatch.future(pb.ClassifyBatchRequest(reports=[
+                pb.ClassifyRequest(text=slow_text, report_id=f"b{i}") for i in range(3_000)]),
+                timeout=60)
+            time.sleep(0.2)
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Classify(pb.ClassifyRequest(text="late report", report_id="late"),
+                              timeout=0.05)
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert len(busy.result().results) == 3_000
+            time.sleep(0.2)
+    finally:
+        server.stop(grace=0)
+    late = [json.loads(r.getMessage()) for r in caplog.records
+            if r.name == "triage.access" and '"late"' in r.getMessage()]
+    assert all("label" not in entry for entry in late), late  # no model work for it
+
+
+def test_hot_reload_under_load_drops_no_call(
+    models_dir: Path, server: TriageServer, tiny_result: TrainResult
+) -> None:
+    target = f"127.0.0.1:{server.port}"
+    seen: list[list[str]] = [[] for _ in range(4)]
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def hammer(slot: int) -> None:
+        with grpc.insecure_channel(target) as channel:
+            stub = pb_grpc.TriageServiceStub(channel)
+            while not stop.is_set():
+                try:
+                    r = stub.Classify(pb.ClassifyRequest(text=f"my card was cloned {slot}"),
+                                      timeout=10)
+                    seen[slot].append(r.model_version)
+                except grpc.RpcError as err:
+                    failures.append(err)
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    write_artifact(models_dir, "v2", tiny_result.pipeline, tiny_result.card)
+    link = models_dir / ".switch"
+    link.symlink_to("v2")
+    os.replace(link, models_dir / CURRENT)  # as `triage promote` does
+    deadline = time.monotonic() + 10
+    while server.live.current.version != "v2" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not failures
+    assert server.live.current.version == "v2"
+    for versions in seen:
+        assert versions and versions[0] == "v1" and versions[-1] == "v2"
+        switch = versions.index("v2")
+        assert set(versions[switch:]) == {"v2"}  # never back to the old model
+
+
+def test_a_tampered_model_is_refused_on_reload_and_the_old_one_keeps_serving(
+    models_dir: Path, server: TriageServer, channel: grpc.Channel,
+    stub: pb_grpc.TriageServiceStub, tiny_result: TrainResult,
+) -> None:
+    write_artifact(models_dir, "v3", tiny_result.pipeline, tiny_result.card)
+    (models_dir / "v3" / MODEL_FILE).write_bytes(b"cos\nsystem\n(S'echo owned'\ntR.")
+    (models_dir / ".switch").symlink_to("v3")
+    os.replace(models_dir / ".switch", models_dir / CURRENT)
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ReloadModel(pb.ReloadModelRequest(), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "does not match the model card" in caught.value.details()
+    assert stub.Classify(pb.ClassifyRequest(text="burglary"), timeout=5).model_version == "v1"
+    assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reload_rpc_reports_no_change_when_nothing_moved(stub: pb_grpc.TriageServiceStub) -> None:
+    result = stub.ReloadModel(pb.ReloadModelRequest(), timeout=10)
+    assert (result.previous_version, result.model_version, result.changed) == ("v1", "v1", False)
+
+
+def test_access_log_never_holds_report_text(
+    stub: pb_grpc.TriageServiceStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret = "Jane Roe of 12 Hidden Lane says her neighbour hacked her router"
+    stub.Classify(pb.ClassifyRequest(text=secret, report_id="pii-1"), timeout=5)
+    stub.ClassifyBatch(pb.ClassifyBatchRequest(reports=[
+        pb.ClassifyRequest(text=secret, report_id="pii-2")]), timeout=5)
+    access = [json.loads(r.getMessage()) for r in caplog.records if r.name == "triage.access"]
+    assert {e["report_id"] for e in access} >= {"pii-1", "pii-2"}
+    for entry in access:
+        assert {"time", "rpc", "status", "latency_ms"} <= set(entry)
+    everything = "\n".join(r.getMessage() for r in caplog.records)
+    assert "Hidden Lane" not in everything and "Jane Roe" not in everything
+
+
+def test_unexpected_errors_become_internal_without_details(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(request: bytes, context: grpc.ServicerContext) -> bytes:
+        raise ValueError("secret detail from a server bug")
+
+    handler = grpc.method_handlers_generic_handler(
+        "test.Broken", {"Call": grpc.unary_unary_rpc_method_handler(broken)})
+    server = grpc.server(futures.ThreadPoolExecutor(2), interceptors=[StatusInterceptor()])
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.RpcError) as caught:
+                channel.unary_unary("/test.Broken/Call")(b"", timeout=5)
+    finally:
+        server.stop(0)
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "secret" not in caught.value.details() and "incident" in caught.value.details()
+    assert any("secret detail" in (r.exc_text or "") or r.exc_info for r in caplog.records)
