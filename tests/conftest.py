@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Fast and deterministic: the tiny corpus has 12 rows per label.
 TINY_CONFIG = TrainConfig(folds=3, seed=0, n_jobs=1, search=False)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    # main() configures logging onto the stderr pytest captured for that test; put it back so
+    # later tests do not log into a closed stream.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

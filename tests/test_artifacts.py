@@ -28,8 +28,13 @@ def test_card_records_provenance_and_metrics(models_dir: Path) -> None:
     assert card["labels"] == ["cybercrime", "fraud", "general", "terrorism_concern"]
     assert len(card["artifact"]["sha256"]) == 64
     assert card["data"]["train"]["rows"] == 48 and len(card["data"]["train"]["sha256"]) == 64
-    assert set(card["metrics"]["test"]) >= {"macro_f1", "accuracy", "per_class",
-                                            "confusion_matrix", "ece"}
+    assert set(card["metrics"]["test"]) >= {
+        "macro_f1",
+        "accuracy",
+        "per_class",
+        "confusion_matrix",
+        "ece",
+    }
     assert 0 < card["review"]["threshold"] <= 1.0000000000000002
     assert card["libraries"]["scikit-learn"]
 
@@ -37,7 +42,7 @@ def test_card_records_provenance_and_metrics(models_dir: Path) -> None:
 def test_a_tampered_model_file_is_refused_before_unpickling(models_dir: Path) -> None:
     model_file = models_dir / "v1" / MODEL_FILE
     model_file.write_bytes(model_file.read_bytes() + b"\x00")
-    with pytest.raises(ModelLoadError, match="sha256 .* does not match the model card"):
+    with pytest.raises(ModelLoadError, match=r"sha256 .* does not match the model card"):
         load_model(models_dir / "current")
 
 
@@ -46,7 +51,7 @@ def test_a_different_scikit_learn_version_is_refused(models_dir: Path) -> None:
     card = json.loads(card_path.read_text())
     card["libraries"]["scikit-learn"] = "0.0.1"
     card_path.write_text(json.dumps(card))
-    with pytest.raises(ModelLoadError, match="trained with scikit-learn 0.0.1"):
+    with pytest.raises(ModelLoadError, match=r"trained with scikit-learn 0\.0\.1"):
         load_artifact(models_dir / "v1")
 
 
@@ -74,7 +79,9 @@ def test_promote_and_roll_back(models_dir: Path, tiny_result: TrainResult) -> No
         write_artifact(models_dir, "v1", tiny_result.pipeline, tiny_result.card)
 
 
-def test_promoting_a_tampered_version_is_refused(models_dir: Path, tiny_result: TrainResult) -> None:
+def test_promoting_a_tampered_version_is_refused(
+    models_dir: Path, tiny_result: TrainResult
+) -> None:
     write_artifact(models_dir, "v2", tiny_result.pipeline, tiny_result.card)
     (models_dir / "v2" / MODEL_FILE).write_bytes(b"not a pickle")
     with pytest.raises(ModelLoadError):
@@ -85,8 +92,10 @@ def test_promoting_a_tampered_version_is_refused(models_dir: Path, tiny_result: 
 def _shuffled_labels(data: LabelledData) -> LabelledData:
     labels = data.labels
     random.Random(7).shuffle(labels)
-    rows = tuple(r.__class__(r.row, r.id, r.text, lab, r.genre)
-                 for r, lab in zip(data.rows, labels, strict=True))
+    rows = tuple(
+        r.__class__(r.row, r.id, r.text, lab, r.genre)
+        for r, lab in zip(data.rows, labels, strict=True)
+    )
     return LabelledData(data.path, rows, data.sha256)
 
 

@@ -15,7 +15,9 @@ def _jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
 def test_reads_jsonl_and_csv_alike(tmp_path: Path) -> None:
     j = _jsonl(tmp_path / "a.jsonl", [{"id": "x1", "text": "hello\u2028there", "label": "fraud"}])
     c = tmp_path / "a.csv"
-    c.write_text('\ufeffid,text,label,genre\nx1,"hello, ""there""\nagain",fraud,short_note\n', "utf-8")
+    c.write_text(
+        '\ufeffid,text,label,genre\nx1,"hello, ""there""\nagain",fraud,short_note\n', "utf-8"
+    )
     (jrow,) = read_labelled(j).rows
     (crow,) = read_labelled(c).rows
     assert (jrow.id, jrow.text, jrow.label) == ("x1", "hello\u2028there", "fraud")
@@ -26,7 +28,9 @@ def test_reads_jsonl_and_csv_alike(tmp_path: Path) -> None:
 def test_missing_csv_column_is_named(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("id,body,label\n1,text,fraud\n", "utf-8")
-    with pytest.raises(DataFileError, match=r"bad\.csv: missing column 'text' \(header has: id, body, label\)"):
+    with pytest.raises(
+        DataFileError, match=r"bad\.csv: missing column 'text' \(header has: id, body, label\)"
+    ):
         read_labelled(path)
 
 
@@ -60,7 +64,7 @@ def test_broken_json_and_unknown_format(tmp_path: Path) -> None:
         read_labelled(path)
     other = tmp_path / "d.xlsx"
     other.write_bytes(b"PK")
-    with pytest.raises(DataFileError, match="unknown format '.xlsx'"):
+    with pytest.raises(DataFileError, match=r"unknown format '\.xlsx'"):
         read_labelled(other)
     with pytest.raises(DataFileError, match="cannot read"):
         read_labelled(tmp_path / "absent.csv")

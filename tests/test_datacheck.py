@@ -12,8 +12,10 @@ TEST = REPO / "training" / "data" / "test.jsonl"
 
 def _write(path: Path, rows: list[tuple[str, str]]) -> Path:
     path.write_text(
-        "".join(json.dumps({"id": f"r{i}", "text": t, "label": lab, "genre": "short_note"}) + "\n"
-                for i, (t, lab) in enumerate(rows, 1)),
+        "".join(
+            json.dumps({"id": f"r{i}", "text": t, "label": lab, "genre": "short_note"}) + "\n"
+            for i, (t, lab) in enumerate(rows, 1)
+        ),
         "utf-8",
     )
     return path
@@ -33,18 +35,31 @@ def test_the_shipped_corpus_passes_with_no_leakage() -> None:
 
 def test_leakage_conflicts_and_bad_rows_are_all_reported(tmp_path: Path) -> None:
     shared = "Someone was photographing the gates of the water treatment works from a parked car"
-    train = _write(tmp_path / "train.jsonl", [
-        (shared, "terrorism_concern"),
-        ("My bank card was cloned at a cash machine on the high street", "fraud"),
-        ("My bank card was cloned at a cash machine on the high street", "general"),
-        ("   ", "general"),
-        ("Our school's email server was broken into and staff passwords were taken by intruders", "cybercrime"),
-    ])
-    test = _write(tmp_path / "test.jsonl", [
-        (shared + "!", "terrorism_concern"),
-        ("Our school email server was broken into and the staff passwords were taken by intruders",
-         "cybercrime"),
-    ])
+    train = _write(
+        tmp_path / "train.jsonl",
+        [
+            (shared, "terrorism_concern"),
+            ("My bank card was cloned at a cash machine on the high street", "fraud"),
+            ("My bank card was cloned at a cash machine on the high street", "general"),
+            ("   ", "general"),
+            (
+                "Our school's email server was broken into and staff passwords were taken by "
+                "intruders",
+                "cybercrime",
+            ),
+        ],
+    )
+    test = _write(
+        tmp_path / "test.jsonl",
+        [
+            (shared + "!", "terrorism_concern"),
+            (
+                "Our school email server was broken into and the staff passwords were taken "
+                "by intruders",
+                "cybercrime",
+            ),
+        ],
+    )
     report = check_files([train, test])
     text = "\n".join(report.errors)
     assert f"{train}: row 4: empty text" in text
@@ -55,8 +70,10 @@ def test_leakage_conflicts_and_bad_rows_are_all_reported(tmp_path: Path) -> None
 
 
 def test_cli_exit_code_follows_the_verdict(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    good = _write(tmp_path / "good.jsonl", [("a burglary on Mill Lane", "general"),
-                                             ("a phishing text took my savings", "fraud")])
+    good = _write(
+        tmp_path / "good.jsonl",
+        [("a burglary on Mill Lane", "general"), ("a phishing text took my savings", "fraud")],
+    )
     assert main(["data", "check", str(good)]) == 0
     assert "OK" in capsys.readouterr().out
     bad = _write(tmp_path / "bad.jsonl", [("same", "general"), ("same", "fraud")])

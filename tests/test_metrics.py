@@ -37,6 +37,10 @@ def test_evaluate_reports_every_figure() -> None:
     ev = evaluate(["a", "b", "b", "b"], proba, labels, review_threshold=0.65)
     assert ev["n"] == 4 and ev["accuracy"] == 0.75
     assert ev["confusion_matrix"] == [[1, 0], [1, 2]]
-    assert ev["per_class"]["b"] == {"precision": 1.0, "recall": pytest.approx(2 / 3),
-                                    "f1": pytest.approx(0.8), "support": 3}
+    assert ev["per_class"]["b"] == {
+        "precision": 1.0,
+        "recall": pytest.approx(2 / 3),
+        "f1": pytest.approx(0.8),
+        "support": 3,
+    }
     assert ev["review_rate"] == 0.25 and ev["accepted_precision"] == 1.0

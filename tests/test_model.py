@@ -15,7 +15,7 @@ def test_prediction_carries_every_field(tiny_model: TriageModel) -> None:
         ["Someone logged into my email account and changed the password on it"], top_k=3
     )
     assert p.label == "cybercrime"
-    assert [label for label, _ in p.scores][0] == p.label
+    assert p.scores[0][0] == p.label
     assert sorted(label for label, _ in p.scores) == sorted(tiny_model.labels)
     scores = [s for _, s in p.scores]
     assert scores == sorted(scores, reverse=True) and sum(scores) == pytest.approx(1.0)
@@ -24,8 +24,19 @@ def test_prediction_carries_every_field(tiny_model: TriageModel) -> None:
     assert p.model_version == "v1"
     assert 0 < len(p.top_terms) <= 3
     terms = [t for t, _ in p.top_terms]
-    assert set(terms) <= {"someone", "logged", "email", "account", "changed", "password",
-                          "email account", "changed the", "the password", "logged into", "into my"}
+    assert set(terms) <= {
+        "someone",
+        "logged",
+        "email",
+        "account",
+        "changed",
+        "password",
+        "email account",
+        "changed the",
+        "the password",
+        "logged into",
+        "into my",
+    }
     assert "on" not in terms and "the" not in terms  # stop words never shown as reasons
     assert all(w > 0 for _, w in p.top_terms)
     assert all(term.replace(" ", "").isalpha() for term in terms)  # words, not indices

@@ -25,10 +25,29 @@ from triage.v1 import triage_pb2_grpc as pb_grpc
 def serve_process(models_dir: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "triage", "serve", "--port", "0", "--model",
-         str(models_dir / CURRENT), "--drain", "1", "--grace", "20", "--watch", "0",
-         "--max-batch", "5000", "--access-log", "off"],
-        stdout=subprocess.PIPE, stderr=log, text=True,
+        [
+            sys.executable,
+            "-m",
+            "triage",
+            "serve",
+            "--port",
+            "0",
+            "--model",
+            str(models_dir / CURRENT),
+            "--drain",
+            "1",
+            "--grace",
+            "20",
+            "--watch",
+            "0",
+            "--max-batch",
+            "5000",
+            "--access-log",
+            "off",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
     )
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -50,8 +69,12 @@ def test_sigterm_drains_calls_in_flight_and_exits_zero(
         stub = pb_grpc.TriageServiceStub(channel)
         health = health_pb2_grpc.HealthStub(channel)
         text = "a man was seen photographing the reservoir fences and gates at night " * 40
-        in_flight = stub.ClassifyBatch.future(pb.ClassifyBatchRequest(reports=[
-            pb.ClassifyRequest(text=text, report_id=str(i)) for i in range(3_000)]), timeout=60)
+        in_flight = stub.ClassifyBatch.future(
+            pb.ClassifyBatchRequest(
+                reports=[pb.ClassifyRequest(text=text, report_id=str(i)) for i in range(3_000)]
+            ),
+            timeout=60,
+        )
         time.sleep(0.3)
         process.send_signal(signal.SIGTERM)
         time.sleep(0.3)
@@ -87,7 +110,10 @@ def test_sighup_reloads_a_promoted_model(
 def test_serve_without_a_model_exits_non_zero_with_a_message(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "triage", "serve", "--port", "0", "--model", str(tmp_path / "none")],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 1
     assert "triage: error: no model card" in done.stderr and "Traceback" not in done.stderr

@@ -68,9 +68,14 @@ def _health(channel: grpc.Channel, service: str = "") -> int:
 
 
 def test_classify_answers_with_every_field(stub: pb_grpc.TriageServiceStub) -> None:
-    r = stub.Classify(pb.ClassifyRequest(
-        text="Someone logged into my email account and changed the password",
-        report_id="call-17", max_explanation_terms=2), timeout=5)
+    r = stub.Classify(
+        pb.ClassifyRequest(
+            text="Someone logged into my email account and changed the password",
+            report_id="call-17",
+            max_explanation_terms=2,
+        ),
+        timeout=5,
+    )
     assert r.report_id == "call-17" and r.label == "cybercrime"
     probabilities = [s.probability for s in r.scores]
     assert probabilities == sorted(probabilities, reverse=True)
@@ -83,12 +88,18 @@ def test_classify_answers_with_every_field(stub: pb_grpc.TriageServiceStub) -> N
 def test_batch_keeps_order_and_isolates_a_bad_report(
     stub: pb_grpc.TriageServiceStub, tiny_model: TriageModel
 ) -> None:
-    texts = ["A man was filming the barriers at the stadium staff entrance",
-             "   ",
-             "A fake bank caller talked my mother into moving her savings",
-             "x" * 2_001]
-    response = stub.ClassifyBatch(pb.ClassifyBatchRequest(reports=[
-        pb.ClassifyRequest(text=t, report_id=f"r{i}") for i, t in enumerate(texts)]), timeout=5)
+    texts = [
+        "A man was filming the barriers at the stadium staff entrance",
+        "   ",
+        "A fake bank caller talked my mother into moving her savings",
+        "x" * 2_001,
+    ]
+    response = stub.ClassifyBatch(
+        pb.ClassifyBatchRequest(
+            reports=[pb.ClassifyRequest(text=t, report_id=f"r{i}") for i, t in enumerate(texts)]
+        ),
+        timeout=5,
+    )
     assert [r.report_id for r in response.results] == ["r0", "r1", "r2", "r3"]
     assert response.model_version == "v1"
     expected = tiny_model.predict([texts[0], texts[2]])
@@ -116,7 +127,7 @@ def test_model_info(stub: pb_grpc.TriageServiceStub) -> None:
     info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
     assert info.version == "v1" and list(info.labels) == sorted(info.labels)
     assert len(info.labels) == 4 and info.candidate == "word_char_svm"
-    assert 0 < info.review_threshold and info.review_target_precision == 0.95
+    assert info.review_threshold > 0 and info.review_target_precision == 0.99
     assert {"test_macro_f1", "cv_macro_f1", "test_ece"} <= set(info.metrics)
     assert (info.limits.max_text_chars, info.limits.max_batch_size) == (2_000, 50)
 
@@ -126,16 +137,27 @@ def test_model_info(stub: pb_grpc.TriageServiceStub) -> None:
     [
         (pb.ClassifyRequest(text=""), grpc.StatusCode.INVALID_ARGUMENT, "text is empty"),
         (pb.ClassifyRequest(text=" \n\t "), grpc.StatusCode.INVALID_ARGUMENT, "only whitespace"),
-        (pb.ClassifyRequest(text="y" * 2_001), grpc.StatusCode.INVALID_ARGUMENT,
-         "over the limit of 2,000"),
-        (pb.ClassifyRequest(text="ok", max_explanation_terms=51), grpc.StatusCode.INVALID_ARGUMENT,
-         "max_explanation_terms must be between 0 and 50"),
-        (pb.ClassifyRequest(text="z" * (1 << 20)), grpc.StatusCode.RESOURCE_EXHAUSTED,
-         "larger than max"),
+        (
+            pb.ClassifyRequest(text="y" * 2_001),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "over the limit of 2,000",
+        ),
+        (
+            pb.ClassifyRequest(text="ok", max_explanation_terms=51),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "max_explanation_terms must be between 0 and 50",
+        ),
+        (
+            pb.ClassifyRequest(text="z" * (1 << 20)),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "larger than max",
+        ),
     ],
 )
 def test_bad_requests_get_their_code_and_message(
-    stub: pb_grpc.TriageServiceStub, request_: pb.ClassifyRequest, code: grpc.StatusCode,
+    stub: pb_grpc.TriageServiceStub,
+    request_: pb.ClassifyRequest,
+    code: grpc.StatusCode,
     message: str,
 ) -> None:
     with pytest.raises(grpc.RpcError) as caught:
@@ -160,7 +182,9 @@ def test_health_is_serving_only_after_the_model_is_loaded(models_dir: Path) -> N
             assert _health(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
             assert _health(channel, SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
             with pytest.raises(grpc.RpcError) as caught:
-                pb_grpc.TriageServiceStub(channel).Classify(pb.ClassifyRequest(text="hi"), timeout=5)
+                pb_grpc.TriageServiceStub(channel).Classify(
+                    pb.ClassifyRequest(text="hi"), timeout=5
+                )
             assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
             server.activate()
             assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
@@ -187,29 +211,40 @@ def test_reflection_lists_the_services(channel: grpc.Channel) -> None:
 def test_a_call_past_its_deadline_is_not_scored(
     models_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = TriageServer(_config(models_dir, threads=1,
-                                  limits=Limits(max_batch_size=5_000,
-                                                max_message_bytes=64 << 20))).start()
+    server = TriageServer(
+        _config(
+            models_dir, threads=1, limits=Limits(max_batch_size=5_000, max_message_bytes=64 << 20)
+        )
+    ).start()
     caplog.set_level(logging.INFO, logger="triage.access")
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = pb_grpc.TriageServiceStub(channel)
             # Occupy the single RPC thread, then queue a call whose deadline runs out meanwhile.
             slow_text = "suspicious package left at the station entrance by a man " * 60
-            busy = stub.ClassifyBatch.future(pb.ClassifyBatchRequest(reports=[
-                pb.ClassifyRequest(text=slow_text, report_id=f"b{i}") for i in range(3_000)]),
-                timeout=60)
+            busy = stub.ClassifyBatch.future(
+                pb.ClassifyBatchRequest(
+                    reports=[
+                        pb.ClassifyRequest(text=slow_text, report_id=f"b{i}") for i in range(3_000)
+                    ]
+                ),
+                timeout=60,
+            )
             time.sleep(0.2)
             with pytest.raises(grpc.RpcError) as caught:
-                stub.Classify(pb.ClassifyRequest(text="late report", report_id="late"),
-                              timeout=0.05)
+                stub.Classify(
+                    pb.ClassifyRequest(text="late report", report_id="late"), timeout=0.05
+                )
             assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
             assert len(busy.result().results) == 3_000
             time.sleep(0.2)
     finally:
         server.stop(grace=0)
-    late = [json.loads(r.getMessage()) for r in caplog.records
-            if r.name == "triage.access" and '"late"' in r.getMessage()]
+    late = [
+        json.loads(r.getMessage())
+        for r in caplog.records
+        if r.name == "triage.access" and '"late"' in r.getMessage()
+    ]
     assert all("label" not in entry for entry in late), late  # no model work for it
 
 
@@ -226,8 +261,9 @@ def test_hot_reload_under_load_drops_no_call(
             stub = pb_grpc.TriageServiceStub(channel)
             while not stop.is_set():
                 try:
-                    r = stub.Classify(pb.ClassifyRequest(text=f"my card was cloned {slot}"),
-                                      timeout=10)
+                    r = stub.Classify(
+                        pb.ClassifyRequest(text=f"my card was cloned {slot}"), timeout=10
+                    )
                     seen[slot].append(r.model_version)
                 except grpc.RpcError as err:
                     failures.append(err)
@@ -256,8 +292,11 @@ def test_hot_reload_under_load_drops_no_call(
 
 
 def test_a_tampered_model_is_refused_on_reload_and_the_old_one_keeps_serving(
-    models_dir: Path, server: TriageServer, channel: grpc.Channel,
-    stub: pb_grpc.TriageServiceStub, tiny_result: TrainResult,
+    models_dir: Path,
+    server: TriageServer,
+    channel: grpc.Channel,
+    stub: pb_grpc.TriageServiceStub,
+    tiny_result: TrainResult,
 ) -> None:
     write_artifact(models_dir, "v3", tiny_result.pipeline, tiny_result.card)
     (models_dir / "v3" / MODEL_FILE).write_bytes(b"cos\nsystem\n(S'echo owned'\ntR.")
@@ -282,8 +321,10 @@ def test_access_log_never_holds_report_text(
     caplog.set_level(logging.DEBUG)
     secret = "Jane Roe of 12 Hidden Lane says her neighbour hacked her router"
     stub.Classify(pb.ClassifyRequest(text=secret, report_id="pii-1"), timeout=5)
-    stub.ClassifyBatch(pb.ClassifyBatchRequest(reports=[
-        pb.ClassifyRequest(text=secret, report_id="pii-2")]), timeout=5)
+    stub.ClassifyBatch(
+        pb.ClassifyBatchRequest(reports=[pb.ClassifyRequest(text=secret, report_id="pii-2")]),
+        timeout=5,
+    )
     access = [json.loads(r.getMessage()) for r in caplog.records if r.name == "triage.access"]
     assert {e["report_id"] for e in access} >= {"pii-1", "pii-2"}
     for entry in access:
@@ -299,15 +340,18 @@ def test_unexpected_errors_become_internal_without_details(
         raise ValueError("secret detail from a server bug")
 
     handler = grpc.method_handlers_generic_handler(
-        "test.Broken", {"Call": grpc.unary_unary_rpc_method_handler(broken)})
+        "test.Broken", {"Call": grpc.unary_unary_rpc_method_handler(broken)}
+    )
     server = grpc.server(futures.ThreadPoolExecutor(2), interceptors=[StatusInterceptor()])
     server.add_generic_rpc_handlers((handler,))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            with pytest.raises(grpc.RpcError) as caught:
-                channel.unary_unary("/test.Broken/Call")(b"", timeout=5)
+        with (
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+            pytest.raises(grpc.RpcError) as caught,
+        ):
+            channel.unary_unary("/test.Broken/Call")(b"", timeout=5)
     finally:
         server.stop(0)
     assert caught.value.code() == grpc.StatusCode.INTERNAL

@@ -98,7 +98,9 @@ def read_card(path: Path) -> ModelCard:
     try:
         document = json.loads(card_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ModelLoadError(f"no model card at {card_path}: is {path} a model directory?") from None
+        raise ModelLoadError(
+            f"no model card at {card_path}: is {path} a model directory?"
+        ) from None
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"cannot read model card {card_path}: {err}") from None
     if not isinstance(document, dict):
@@ -157,7 +159,9 @@ def list_versions(models_dir: Path) -> list[str]:
     return sorted(
         p.name
         for p in models_dir.iterdir()
-        if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+        if p.is_dir()
+        and not p.is_symlink()
+        and not p.name.startswith(".")
         and (p / CARD_FILE).is_file()
     )
 

@@ -63,9 +63,7 @@ def _chars() -> TfidfVectorizer:
 def _calibrated(estimator: Any, method: str = "sigmoid") -> CalibratedClassifierCV:
     # ensemble=False: one classifier fitted on all the data (one set of weights to explain,
     # one model call to predict); the calibrator learns from its cross-validated scores.
-    return CalibratedClassifierCV(
-        estimator, method=method, cv=CALIBRATION_FOLDS, ensemble=False
-    )
+    return CalibratedClassifierCV(estimator, method=method, cv=CALIBRATION_FOLDS, ensemble=False)
 
 
 def _word_lr(seed: int) -> Pipeline:

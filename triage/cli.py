@@ -51,27 +51,44 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="triage", description="Classify public reports and police releases."
     )
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model, print its evaluation, optionally promote it")
     p.add_argument("--data", type=Path, default=DEFAULT_TRAIN, help="labelled training file")
-    p.add_argument("--test", type=Path, default=None,
-                   help=f"held-out test file (default: {DEFAULT_TEST} when --data is the default)")
+    p.add_argument(
+        "--test",
+        type=Path,
+        default=None,
+        help=f"held-out test file (default: {DEFAULT_TEST} when --data is the default)",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_MODELS, help="models directory")
     p.add_argument("--candidate", default=None, help="pipeline to train (see `triage compare`)")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--target-precision", type=float, default=0.95,
-                   help="precision the review threshold must buy (default 0.95)")
+    p.add_argument(
+        "--target-precision",
+        type=float,
+        default=0.99,
+        help="precision the review threshold must buy (default 0.99)",
+    )
     p.add_argument("--no-search", action="store_true", help="skip the hyper-parameter grid")
     p.add_argument("--jobs", type=int, default=-1, help="parallel jobs (-1: all cores)")
     p.add_argument("--version", default=None, help="version name (default: UTC timestamp)")
     p.add_argument("--promote", action="store_true", help="promote if it passes the gate")
-    p.add_argument("--tolerance", type=float, default=0.01,
-                   help="macro-F1 the new model may lose against the current one and still promote")
-    p.add_argument("--if-missing", action="store_true",
-                   help="do nothing when the models directory already has a current model")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.01,
+        help="macro-F1 the new model may lose against the current one and still promote",
+    )
+    p.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="do nothing when the models directory already has a current model",
+    )
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(command=cmd_train)
 
@@ -83,40 +100,81 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.set_defaults(command=cmd_evaluate)
 
     p = sub.add_parser("serve", help="run the gRPC service")
-    p.add_argument("--host", default=env.get("TRIAGE_HOST", "127.0.0.1"),
-                   help="address to bind (env TRIAGE_HOST; default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=int(env.get("TRIAGE_PORT", "50051")),
-                   help="port, 0 for any free one (env TRIAGE_PORT; default 50051)")
-    p.add_argument("--model", type=Path, default=Path(env.get("TRIAGE_MODEL", str(DEFAULT_MODEL))),
-                   help="model directory or models/current (env TRIAGE_MODEL)")
-    p.add_argument("--threads", type=int, default=int(env.get("TRIAGE_THREADS", "16")),
-                   help="RPC threads (env TRIAGE_THREADS; default 16)")
-    p.add_argument("--max-text-chars", type=int,
-                   default=int(env.get("TRIAGE_MAX_TEXT_CHARS", "100000")),
-                   help="longest accepted report (env TRIAGE_MAX_TEXT_CHARS; default 100000)")
-    p.add_argument("--max-batch", type=int, default=int(env.get("TRIAGE_MAX_BATCH", "1000")),
-                   help="most reports per ClassifyBatch (env TRIAGE_MAX_BATCH; default 1000)")
-    p.add_argument("--max-message-mb", type=int,
-                   default=int(env.get("TRIAGE_MAX_MESSAGE_MB", "64")),
-                   help="largest request message (env TRIAGE_MAX_MESSAGE_MB; default 64)")
-    p.add_argument("--grace", type=float, default=float(env.get("TRIAGE_GRACE_SECONDS", "10")),
-                   help="seconds calls in flight get at shutdown (env TRIAGE_GRACE_SECONDS)")
-    p.add_argument("--drain", type=float, default=float(env.get("TRIAGE_DRAIN_SECONDS", "0")),
-                   help="at shutdown, report NOT_SERVING for N s before refusing calls "
-                        "(env TRIAGE_DRAIN_SECONDS)")
-    p.add_argument("--watch", type=float, default=float(env.get("TRIAGE_WATCH_SECONDS", "2")),
-                   help="poll the model path for a switch every N s, 0: off "
-                        "(env TRIAGE_WATCH_SECONDS)")
-    p.add_argument("--access-log", default=env.get("TRIAGE_ACCESS_LOG", "-"),
-                   help="JSON-lines access log file, '-' for stderr, 'off' "
-                        "(env TRIAGE_ACCESS_LOG)")
+    p.add_argument(
+        "--host",
+        default=env.get("TRIAGE_HOST", "127.0.0.1"),
+        help="address to bind (env TRIAGE_HOST; default 127.0.0.1)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(env.get("TRIAGE_PORT", "50051")),
+        help="port, 0 for any free one (env TRIAGE_PORT; default 50051)",
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=Path(env.get("TRIAGE_MODEL", str(DEFAULT_MODEL))),
+        help="model directory or models/current (env TRIAGE_MODEL)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=int(env.get("TRIAGE_THREADS", "16")),
+        help="RPC threads (env TRIAGE_THREADS; default 16)",
+    )
+    p.add_argument(
+        "--max-text-chars",
+        type=int,
+        default=int(env.get("TRIAGE_MAX_TEXT_CHARS", "100000")),
+        help="longest accepted report (env TRIAGE_MAX_TEXT_CHARS; default 100000)",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=int(env.get("TRIAGE_MAX_BATCH", "1000")),
+        help="most reports per ClassifyBatch (env TRIAGE_MAX_BATCH; default 1000)",
+    )
+    p.add_argument(
+        "--max-message-mb",
+        type=int,
+        default=int(env.get("TRIAGE_MAX_MESSAGE_MB", "64")),
+        help="largest request message (env TRIAGE_MAX_MESSAGE_MB; default 64)",
+    )
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=float(env.get("TRIAGE_GRACE_SECONDS", "10")),
+        help="seconds calls in flight get at shutdown (env TRIAGE_GRACE_SECONDS)",
+    )
+    p.add_argument(
+        "--drain",
+        type=float,
+        default=float(env.get("TRIAGE_DRAIN_SECONDS", "0")),
+        help="at shutdown, report NOT_SERVING for N s before refusing calls "
+        "(env TRIAGE_DRAIN_SECONDS)",
+    )
+    p.add_argument(
+        "--watch",
+        type=float,
+        default=float(env.get("TRIAGE_WATCH_SECONDS", "2")),
+        help="poll the model path for a switch every N s, 0: off (env TRIAGE_WATCH_SECONDS)",
+    )
+    p.add_argument(
+        "--access-log",
+        default=env.get("TRIAGE_ACCESS_LOG", "-"),
+        help="JSON-lines access log file, '-' for stderr, 'off' (env TRIAGE_ACCESS_LOG)",
+    )
     p.set_defaults(command=cmd_serve)
 
     p = sub.add_parser("classify", help="classify one text (or '-' for standard input)")
     p.add_argument("text", help="the report text, or '-' to read it from standard input")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    p.add_argument("--target", default=None,
-                   help="ask a running service at HOST:PORT instead of loading the model")
+    p.add_argument(
+        "--target",
+        default=None,
+        help="ask a running service at HOST:PORT instead of loading the model",
+    )
     p.add_argument("--top-terms", type=int, default=5)
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(command=cmd_classify)
@@ -182,10 +240,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.out, version, result.test["macro_f1"], test, tolerance=args.tolerance
         )
     if args.format == "json":
-        _print_json({"version": version, "path": str(path), "metrics": result.card["metrics"],
-                     "review": result.card["review"], "params": result.card["params"],
-                     "promoted": decision.promoted if decision else False,
-                     "promotion": decision.reason if decision else None})
+        _print_json(
+            {
+                "version": version,
+                "path": str(path),
+                "metrics": result.card["metrics"],
+                "review": result.card["review"],
+                "params": result.card["params"],
+                "promoted": decision.promoted if decision else False,
+                "promotion": decision.reason if decision else None,
+            }
+        )
     else:
         print(f"model {version} written to {path} ({result.card['training_seconds']:.1f} s)")
         print(f"candidate {config.candidate}, params {result.card['params'] or 'defaults'}")

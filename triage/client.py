@@ -44,25 +44,33 @@ class TriageClient:
         self.timeout = timeout
         self.metadata = tuple(metadata)
 
-    def classify(self, text: str, report_id: str = "", explanation_terms: int = 5) -> Classification:
+    def classify(
+        self, text: str, report_id: str = "", explanation_terms: int = 5
+    ) -> Classification:
         """Classify one report; raises ``grpc.RpcError`` with the server's status on refusal."""
         response = self.stub.Classify(
-            pb.ClassifyRequest(text=text, report_id=report_id,
-                               max_explanation_terms=explanation_terms),
-            timeout=self.timeout, metadata=self.metadata,
+            pb.ClassifyRequest(
+                text=text, report_id=report_id, max_explanation_terms=explanation_terms
+            ),
+            timeout=self.timeout,
+            metadata=self.metadata,
         )
         return _from_response(response)
 
     def classify_batch(
-        self, texts: Sequence[str], report_ids: Sequence[str] | None = None,
+        self,
+        texts: Sequence[str],
+        report_ids: Sequence[str] | None = None,
         explanation_terms: int = 5,
     ) -> list[Classification]:
         """Classify many reports in one call; results follow the input order."""
         ids = list(report_ids) if report_ids is not None else [str(i) for i in range(len(texts))]
-        request = pb.ClassifyBatchRequest(reports=[
-            pb.ClassifyRequest(text=t, report_id=i, max_explanation_terms=explanation_terms)
-            for t, i in zip(texts, ids, strict=True)
-        ])
+        request = pb.ClassifyBatchRequest(
+            reports=[
+                pb.ClassifyRequest(text=t, report_id=i, max_explanation_terms=explanation_terms)
+                for t, i in zip(texts, ids, strict=True)
+            ]
+        )
         response = self.stub.ClassifyBatch(request, timeout=self.timeout, metadata=self.metadata)
         return [_from_response(r) for r in response.results]
 

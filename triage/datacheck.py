@@ -173,8 +173,9 @@ def _near_duplicates(docs: list[_Doc], near: float, report: DataCheckReport) -> 
             if first.path != second.path:
                 report.errors.append("leakage: " + message)
             elif first.row.label != second.row.label:
-                report.errors.append(f"conflicting labels {first.row.label}/{second.row.label}: "
-                                     + message)
+                report.errors.append(
+                    f"conflicting labels {first.row.label}/{second.row.label}: " + message
+                )
             else:
                 report.warnings.append(message)
 
@@ -185,14 +186,22 @@ def format_check(report: DataCheckReport) -> str:
     for f in report.files:
         lines.append(f"{f.path}: {f.rows} rows")
         genres = sorted(f.genres)
-        lines.append("  " + f"{'label':<20}" + "".join(f"{g:>15}" for g in genres) + f"{'total':>8}")
+        lines.append(
+            "  " + f"{'label':<20}" + "".join(f"{g:>15}" for g in genres) + f"{'total':>8}"
+        )
         for label, total in f.labels.items():
             per = f.label_genre.get(label, {})
-            lines.append("  " + f"{label:<20}" + "".join(f"{per.get(g, 0):>15}" for g in genres)
-                         + f"{total:>8}")
+            lines.append(
+                "  "
+                + f"{label:<20}"
+                + "".join(f"{per.get(g, 0):>15}" for g in genres)
+                + f"{total:>8}"
+            )
         w = f.words
-        lines.append(f"  words per text: min {w['min']:.0f}, median {w['median']:.0f}, "
-                     f"p95 {w['p95']:.0f}, max {w['max']:.0f}")
+        lines.append(
+            f"  words per text: min {w['min']:.0f}, median {w['median']:.0f}, "
+            f"p95 {w['p95']:.0f}, max {w['max']:.0f}"
+        )
     for title, items in (("errors", report.errors), ("warnings", report.warnings)):
         if items:
             lines.append(f"{len(items)} {title}:")

@@ -42,10 +42,7 @@ class TermExplainer:
         out: list[Terms] = []
         for start, end in zip(x.indptr[:-1], x.indptr[1:], strict=True):
             c = contribution[start:end]
-            if c.size > k:
-                top = np.argpartition(-c, k)[:k]
-            else:
-                top = np.arange(c.size)
+            top = np.argpartition(-c, k)[:k] if c.size > k else np.arange(c.size)
             top = top[np.argsort(-c[top], kind="stable")]
             cols = x.indices[start:end]
             out.append(
@@ -77,7 +74,8 @@ def _feature_names(features: Any) -> tuple[np.ndarray, np.ndarray]:
             part_names = transformer.get_feature_names_out()
             names.append(part_names)
             readable.append(
-                _meaningful(part_names) if part == READABLE_FEATURES
+                _meaningful(part_names)
+                if part == READABLE_FEATURES
                 else np.zeros(len(part_names), dtype=bool)
             )
         return np.concatenate(names), np.concatenate(readable)

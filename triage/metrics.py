@@ -76,7 +76,7 @@ def choose_review_threshold(
 
 
 def evaluate(
-    y_true: Sequence[str],
+    y_true: Sequence[str] | np.ndarray,
     proba: np.ndarray,
     labels: Sequence[str],
     review_threshold: float | None = None,

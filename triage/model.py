@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 
 from triage.artifacts import ModelCard, load_artifact
 from triage.candidates import CLASSIFIER
-from triage.explain import Terms, TermExplainer
+from triage.explain import TermExplainer, Terms
 
 DEFAULT_TOP_TERMS = 5
 

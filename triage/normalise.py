@@ -19,7 +19,7 @@ _CLUTTER_LINES = re.compile(
       | share\ (?:this|on|via)\b.*
       | (?:related|more|latest|popular|top|trending)\ (?:stories|articles|news|content|posts)\b.*
       | (?:read\ more|most\ read|you\ may\ also\ like|recommended\ for\ you|see\ also)\b.*
-      | (?:have\ your\ say|leave\ a\ (?:comment|reply)|post\ a\ comment|add\ (?:your|a)\ comment)\b.*
+      | (?:have\ your\ say|leave\ a\ (?:comment|reply)|(?:post|add)\ (?:a|your)\ comment)\b.*
       | (?:sign\ in|log\ in|register)\ to\ (?:comment|reply|continue)\b.*
       | (?:your\ )?(?:name|e-?mail(?:\ address)?|comment|website)\s*\*?\s*:?
       | (?:submit|post)(?:\ comment)?
@@ -28,15 +28,16 @@ _CLUTTER_LINES = re.compile(
       | have\ you\ got\ a\ story\ for\ us\b.*
       | (?:sign\ up|subscribe)\b.*\bnewsletter\b.*
       | (?:follow|like)\ us\ on\b.*
-      | (?:skip\ to\ (?:main\ )?content|back\ to\ top|main\ menu|menu|home|search|close|advertisement)
+      | skip\ to\ (?:main\ )?content | back\ to\ top
+      | (?:main\ menu|menu|home|search|close|advertisement)
       | (?:accept|reject|manage)\ (?:all\ )?cookies?\b.*
     )\W*$""",
     re.IGNORECASE | re.VERBOSE,
 )
 # Cookie banners run to a full sentence or two; any line that is mostly about cookies goes.
 _COOKIE_BANNER = re.compile(
-    r"\b(?:we\ use\ cookies|this\ (?:web)?site\ uses\ cookies|cookie\ (?:policy|settings|preferences)"
-    r"|accept\ (?:all\ )?cookies)\b",
+    r"\b(?:we\ use\ cookies|this\ (?:web)?site\ uses\ cookies"
+    r"|cookie\ (?:policy|settings|preferences)|accept\ (?:all\ )?cookies)\b",
     re.IGNORECASE | re.VERBOSE,
 )
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u2028\u2029\u2060\ufeff\u00ad]")

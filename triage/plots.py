@@ -16,9 +16,7 @@ def write_plots(evaluation: dict[str, Any], out_dir: Path) -> list[Path]:
         matplotlib.use("Agg")  # files only, never a window
         import matplotlib.pyplot as plt
     except ImportError:
-        raise TriageError(
-            "--plots needs matplotlib: pip install 'triage[plots]'"
-        ) from None
+        raise TriageError("--plots needs matplotlib: pip install 'triage[plots]'") from None
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = evaluation["labels"]
     matrix = evaluation["confusion_matrix"]
@@ -32,8 +30,14 @@ def write_plots(evaluation: dict[str, Any], out_dir: Path) -> list[Path]:
     peak = max(max(row) for row in matrix) or 1
     for i, row in enumerate(matrix):
         for j, count in enumerate(row):
-            ax.text(j, i, str(count), ha="center", va="center",
-                    color="white" if count > peak / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(count),
+                ha="center",
+                va="center",
+                color="white" if count > peak / 2 else "black",
+            )
     ax.set_title(f"Confusion matrix (n={evaluation['n']}, macro-F1 {evaluation['macro_f1']:.3f})")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
@@ -44,11 +48,22 @@ def write_plots(evaluation: dict[str, Any], out_dir: Path) -> list[Path]:
     bins = evaluation["reliability"]
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    ax.bar([b["low"] for b in bins], [b["accuracy"] for b in bins],
-           width=[b["high"] - b["low"] for b in bins], align="edge", alpha=0.6,
-           edgecolor="black", label="accuracy in bin")
-    ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-", color="darkred",
-            label="mean confidence vs accuracy")
+    ax.bar(
+        [b["low"] for b in bins],
+        [b["accuracy"] for b in bins],
+        width=[b["high"] - b["low"] for b in bins],
+        align="edge",
+        alpha=0.6,
+        edgecolor="black",
+        label="accuracy in bin",
+    )
+    ax.plot(
+        [b["confidence"] for b in bins],
+        [b["accuracy"] for b in bins],
+        "o-",
+        color="darkred",
+        label="mean confidence vs accuracy",
+    )
     if "review_threshold" in evaluation:
         ax.axvline(evaluation["review_threshold"], color="orange", label="review threshold")
     ax.set_xlim(0, 1)

@@ -56,10 +56,11 @@ def gate_and_promote(
             f"than {old:.4f} by more than the tolerance {tolerance}",
         )
     promote(
-        models_dir, version, reason=f"test macro-F1 {new_macro_f1:.4f} vs {old:.4f} ({current.version})"
+        models_dir,
+        version,
+        reason=f"test macro-F1 {new_macro_f1:.4f} vs {old:.4f} ({current.version})",
     )
     return GateDecision(
         True,
         f"promoted {version}: test macro-F1 {new_macro_f1:.4f} vs {old:.4f} for {current.version}",
     )
-

@@ -55,8 +55,9 @@ def _unary(rpc: str, behaviour: Callable[..., Any], request: Any, context: Any) 
             _emit(rpc, status, latency, response, report_id=fallback)
 
 
-def _streaming(rpc: str, behaviour: Callable[..., Iterator[Any]], request: Any,
-               context: Any) -> Iterator[Any]:
+def _streaming(
+    rpc: str, behaviour: Callable[..., Iterator[Any]], request: Any, context: Any
+) -> Iterator[Any]:
     last = time.perf_counter()
     finished = False
     try:
@@ -108,4 +109,3 @@ def _emit(rpc: str, status: str, latency_ms: float, response: Any, report_id: st
     elif report_id:
         entry["report_id"] = report_id
     access_log.info(json.dumps(entry))
-

@@ -97,8 +97,9 @@ class TriageServer:
             raise
         for name in HEALTH_SERVICES:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("serving model %s on %s:%d", self.live.current.version, self.config.host,
-                 self.port)
+        log.info(
+            "serving model %s on %s:%d", self.live.current.version, self.config.host, self.port
+        )
         if self.config.watch_seconds > 0:
             self._watcher = threading.Thread(target=self._watch, name="model-watch", daemon=True)
             self._watcher.start()
