@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from triage.errors import DeadlineExceeded, InvalidReport, TriageError
+from triage.errors import DeadlineExceeded, InvalidReport
 from triage.live import LiveModel, ReloadResult
-from triage.model import DEFAULT_TOP_TERMS, Prediction, TriageModel
+from triage.model import Prediction
+from triage.scoring import Outcome, Report, require_text, score_reports
 
 MAX_TOP_TERMS = 50
 
@@ -21,15 +22,6 @@ class Limits:
     max_text_chars: int = 100_000
     max_batch_size: int = 1_000
     max_message_bytes: int = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Report:
-    """One report as received: its text, the caller's id, how many reasons to return."""
-
-    text: str
-    report_id: str = ""
-    top_terms: int = DEFAULT_TOP_TERMS
 
 
 @dataclass(frozen=True)
@@ -45,15 +37,6 @@ class Deadline:
     def check(self) -> None:
         if time.monotonic() >= self.at:
             raise DeadlineExceeded("the call's deadline passed before it was scored")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One report's result in a batch: a prediction or the error that refused it."""
-
-    report_id: str
-    prediction: Prediction | None = None
-    error: TriageError | None = None
 
 
 @dataclass(frozen=True)
@@ -79,8 +62,7 @@ class ClassificationService:
 
     def validate(self, report: Report) -> None:
         """Raise :class:`InvalidReport` saying which rule ``report`` breaks."""
-        if not report.text.strip():
-            raise InvalidReport("text is empty or only whitespace; send the report's text")
+        require_text(report)
         if len(report.text) > self.limits.max_text_chars:
             raise InvalidReport(
                 f"text has {len(report.text):,} characters, over the limit of "
@@ -113,21 +95,9 @@ class ClassificationService:
                 f"{self.limits.max_batch_size:,}; send smaller batches"
             )
         model = self.live.current
-        outcomes: list[Outcome] = []
-        valid: list[int] = []
-        for i, report in enumerate(reports):
-            try:
-                self.validate(report)
-            except InvalidReport as err:
-                outcomes.append(Outcome(report.report_id, error=err))
-            else:
-                outcomes.append(Outcome(report.report_id))
-                valid.append(i)
         if deadline is not None:
             deadline.check()
-        predictions = _predict(model, [reports[i] for i in valid])
-        for i, prediction in zip(valid, predictions, strict=True):
-            outcomes[i] = Outcome(reports[i].report_id, prediction=prediction)
+        outcomes = score_reports(model, reports, self.validate)
         return model.version, outcomes
 
     def model_info(self) -> ModelInfo:
@@ -152,18 +122,3 @@ class ClassificationService:
 
     def reload(self) -> ReloadResult:
         return self.live.reload()
-
-
-def _predict(model: TriageModel, reports: Sequence[Report]) -> list[Prediction]:
-    if not reports:
-        return []
-    most = max(r.top_terms for r in reports)
-    predictions = model.predict([r.text for r in reports], top_k=most)
-    return [
-        p if r.top_terms == most else _trim(p, r.top_terms)
-        for p, r in zip(predictions, reports, strict=True)
-    ]
-
-
-def _trim(prediction: Prediction, k: int) -> Prediction:
-    return replace(prediction, top_terms=prediction.top_terms[:k])

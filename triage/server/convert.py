@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from triage.errors import InvalidReport, TriageError
 from triage.model import DEFAULT_TOP_TERMS, Prediction
+from triage.scoring import Outcome, Report
 from triage.server.status import status_for
-from triage.service import ModelInfo, Outcome, Report
+from triage.service import ModelInfo
 from triage.v1 import triage_pb2 as pb
 
 

@@ -1,0 +1,87 @@
+"""The one scoring loop: reports in, predictions (or per-report errors) out, chunk by chunk."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from itertools import islice
+
+from triage.errors import InvalidReport, TriageError
+from triage.model import DEFAULT_TOP_TERMS, Prediction, TriageModel
+
+Check = Callable[["Report"], None]
+
+
+@dataclass(frozen=True)
+class Report:
+    """One report to score: its text, the caller's id, how many reasons to return.
+
+    ``problem`` is set when the report could not even be read (undecodable bytes, a missing
+    column); such a report is never scored, only reported.
+    """
+
+    text: str
+    report_id: str = ""
+    top_terms: int = DEFAULT_TOP_TERMS
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One report's result: a prediction, or the error that refused it."""
+
+    report_id: str
+    prediction: Prediction | None = None
+    error: TriageError | None = None
+
+
+def require_text(report: Report) -> None:
+    """The minimum every scorer enforces: readable, non-blank text."""
+    if report.problem is not None:
+        raise InvalidReport(report.problem)
+    if not report.text.strip():
+        raise InvalidReport("text is empty or only whitespace; send the report's text")
+
+
+def score_reports(
+    model: TriageModel, reports: Sequence[Report], check: Check = require_text
+) -> list[Outcome]:
+    """Score every report that passes ``check`` in ONE model call; the others get their error.
+    Outcomes follow the order of ``reports``."""
+    outcomes: list[Outcome] = []
+    valid: list[int] = []
+    for i, report in enumerate(reports):
+        try:
+            check(report)
+        except InvalidReport as err:
+            outcomes.append(Outcome(report.report_id, error=err))
+        else:
+            outcomes.append(Outcome(report.report_id))
+            valid.append(i)
+    if valid:
+        most = max(reports[i].top_terms for i in valid)
+        predictions = model.predict([reports[i].text for i in valid], top_k=most)
+        for i, prediction in zip(valid, predictions, strict=True):
+            wanted = reports[i].top_terms
+            if wanted < most:
+                prediction = replace(prediction, top_terms=prediction.top_terms[:wanted])
+            outcomes[i] = Outcome(reports[i].report_id, prediction=prediction)
+    return outcomes
+
+
+def score_stream(
+    model: TriageModel,
+    reports: Iterable[Report],
+    chunk_size: int = 2_000,
+    check: Check = require_text,
+) -> Iterator[list[Outcome]]:
+    """Score an iterable of any length in chunks; memory is bounded by ``chunk_size``."""
+    for chunk in chunked(reports, chunk_size):
+        yield score_reports(model, chunk, check)
+
+
+def chunked(items: Iterable[Report], size: int) -> Iterator[list[Report]]:
+    """Consecutive lists of at most ``size`` items."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
