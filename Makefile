@@ -59,7 +59,7 @@ bench: dev model                     ## training time, predict throughput, servi
 	$(PY) bench/run.py
 
 compare: install                     ## the candidate comparison of docs/model.md
-	$(TRIAGE) compare
+	$(TRIAGE) compare --test training/data/test.jsonl
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache tests/node/node_modules

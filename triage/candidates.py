@@ -84,6 +84,13 @@ def _word_char_svm(seed: int) -> Pipeline:
     )
 
 
+def _word_svm(seed: int) -> Pipeline:
+    svm = LinearSVC(C=0.5, random_state=seed, max_iter=5000)
+    return Pipeline(
+        [(NORMALISE, TextNormaliser()), (FEATURES, _words()), (CLASSIFIER, _calibrated(svm))]
+    )
+
+
 def _complement_nb(seed: int) -> Pipeline:
     return Pipeline(
         [
@@ -107,6 +114,15 @@ CANDIDATES: dict[str, Candidate] = {
             "word_char_svm",
             "word 1-2-gram + char_wb 2-5-gram TF-IDF + linear SVM, sigmoid-calibrated",
             _word_char_svm,
+            {
+                f"{CLASSIFIER}__estimator__C": [0.1, 0.3, 1.0],
+                f"{CLASSIFIER}__method": ["sigmoid", "isotonic"],
+            },
+        ),
+        Candidate(
+            "word_svm",
+            "word 1-2-gram TF-IDF + linear SVM, calibrated",
+            _word_svm,
             {
                 f"{CLASSIFIER}__estimator__C": [0.1, 0.3, 1.0],
                 f"{CLASSIFIER}__method": ["sigmoid", "isotonic"],

@@ -190,6 +190,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=-1)
     p.add_argument("--candidates", nargs="*", default=None)
+    p.add_argument(
+        "--test", type=Path, default=None, help="also report test macro-F1 (never used to choose)"
+    )
     p.set_defaults(command=cmd_compare)
 
     data = sub.add_parser("data", help="labelled-data tools").add_subparsers(
@@ -390,8 +393,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from triage.training import TrainConfig
 
     data = read_labelled(args.data)
+    test = read_labelled(args.test, known_labels=set(data.labels)) if args.test else None
     rows = compare_candidates(
-        data, TrainConfig(folds=args.folds, seed=args.seed, n_jobs=args.jobs), args.candidates
+        data,
+        TrainConfig(folds=args.folds, seed=args.seed, n_jobs=args.jobs),
+        args.candidates,
+        test=test,
     )
     print(format_comparison(rows))
     return EXIT_OK

@@ -1,0 +1,262 @@
+"""`make bench`: training time, in-process predict throughput, and the gRPC service under load.
+
+Every figure is a median over repeats, printed beside the in-process ceiling measured in the
+same run, because this machine is shared and noisy. Results also go to bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from triage.corpus import read_labelled
+from triage.model import TriageModel, load_model
+from triage.training import TrainConfig, train
+from triage.v1 import triage_pb2 as pb
+from triage.v1 import triage_pb2_grpc as pb_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = ROOT / "training" / "data" / "train.jsonl"
+TEST = ROOT / "training" / "data" / "test.jsonl"
+
+
+def median_rate(work: Callable[[], int], repeats: int) -> tuple[float, list[float]]:
+    """Median items/s of ``work`` (which returns how many items it did) over ``repeats`` runs."""
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        items = work()
+        rates.append(items / (time.perf_counter() - started))
+    return statistics.median(rates), rates
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def bench_training() -> dict[str, Any]:
+    data, test = read_labelled(TRAIN), read_labelled(TEST)
+    started = time.perf_counter()
+    result = train(data, test, TrainConfig())
+    seconds = time.perf_counter() - started
+    assert result.test is not None
+    return {"train_seconds": seconds, "test_macro_f1": result.test["macro_f1"]}
+
+
+def bench_predict(model: TriageModel, texts: list[str], repeats: int) -> dict[str, Any]:
+    batch_rate, _ = median_rate(lambda: len(model.predict(texts, top_k=0)), repeats)
+    explained_rate, _ = median_rate(lambda: len(model.predict(texts, top_k=5)), repeats)
+    singles = []
+    for text in texts[:300]:
+        started = time.perf_counter()
+        model.predict([text])
+        singles.append((time.perf_counter() - started) * 1000)
+    return {
+        "docs": len(texts),
+        "batch_docs_per_s": batch_rate,
+        "batch_explained_docs_per_s": explained_rate,
+        "single_p50_ms": statistics.median(singles),
+        "single_docs_per_s": 1000 / statistics.mean(singles),
+    }
+
+
+class ServerProcess:
+    """`triage serve` in its own process, so the load generator does not share its GIL."""
+
+    def __init__(self, model: Path, extra: Sequence[str] = ()) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "triage",
+                "serve",
+                "--port",
+                "0",
+                "--model",
+                str(model),
+                "--access-log",
+                "off",
+                "--watch",
+                "0",
+                "--log-level",
+                "warning",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        match = re.search(r"serving on (\S+)", line)
+        if not match:
+            raise RuntimeError(f"server did not start: {line!r}")
+        self.target = match.group(1)
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        if self.process.stdout:
+            self.process.stdout.close()
+
+
+def _load(
+    target: str,
+    concurrency: int,
+    seconds: float,
+    make_call: Callable[[Any, int], int],
+) -> dict[str, Any]:
+    """Run ``concurrency`` threads over one channel for ``seconds``; latencies and rates."""
+    latencies: list[float] = []
+    items = [0]
+    lock = threading.Lock()
+    stop = threading.Event()
+    with grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.TriageServiceStub(channel)
+        make_call(stub, 0)  # connect and warm up
+
+        def worker(slot: int) -> None:
+            i = slot
+            while not stop.is_set():
+                started = time.perf_counter()
+                n = make_call(stub, i)
+                elapsed = (time.perf_counter() - started) * 1000
+                with lock:
+                    latencies.append(elapsed)
+                    items[0] += n
+                i += concurrency
+
+        threads = [threading.Thread(target=worker, args=(s,)) for s in range(concurrency)]
+        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        time.sleep(seconds)
+        stop.set()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - started
+        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (
+        cpu_after.ru_stime - cpu_before.ru_stime
+    )
+    return {
+        "calls_per_s": len(latencies) / wall,
+        "items_per_s": items[0] / wall,
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": percentile(latencies, 0.99),
+        "client_cpu_share": client_cpu / wall,  # cores the load generator itself used
+    }
+
+
+def bench_service(
+    model_path: Path, texts: list[str], seconds: float, repeats: int
+) -> dict[str, Any]:
+    server = ServerProcess(model_path)
+    results: dict[str, Any] = {}
+    try:
+
+        def unary(stub: Any, i: int) -> int:
+            stub.Classify(
+                pb.ClassifyRequest(text=texts[i % len(texts)], report_id=str(i)), timeout=30
+            )
+            return 1
+
+        def batch(stub: Any, i: int) -> int:
+            start = (i * 100) % (len(texts) - 100)
+            stub.ClassifyBatch(
+                pb.ClassifyBatchRequest(
+                    reports=[pb.ClassifyRequest(text=t) for t in texts[start : start + 100]]
+                ),
+                timeout=60,
+            )
+            return 100
+
+        for name, call, concurrency in [
+            ("unary_c1", unary, 1),
+            ("unary_c8", unary, 8),
+            ("unary_c64", unary, 64),
+            ("batch100_c1", batch, 1),
+            ("batch100_c2", batch, 2),
+        ]:
+            runs = []
+            for _ in range(repeats):
+                cpu_before = server.cpu_seconds()
+                run = _load(server.target, concurrency, seconds, call)
+                run["server_cpu_share"] = (server.cpu_seconds() - cpu_before) / seconds
+                runs.append(run)
+            results[name] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+    finally:
+        server.stop()
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "current")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per load level and repeat")
+    parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--only", choices=["predict", "service"], default=None)
+    args = parser.parse_args(argv)
+
+    model = load_model(args.model)
+    texts = read_labelled(TRAIN).texts
+    report: dict[str, Any] = {"model_version": model.version, "cores": os.cpu_count()}
+    if not args.skip_training and args.only is None:
+        report["training"] = bench_training()
+        print(
+            f"training: {report['training']['train_seconds']:.1f} s "
+            f"(test macro-F1 {report['training']['test_macro_f1']:.3f})",
+            flush=True,
+        )
+    if args.only in (None, "predict", "service"):
+        report["predict"] = bench_predict(model, texts, args.repeats)
+        p = report["predict"]
+        print(
+            f"in-process predict ({p['docs']} docs, median of {args.repeats}): "
+            f"{p['batch_docs_per_s']:,.0f} docs/s batched, "
+            f"{p['batch_explained_docs_per_s']:,.0f} docs/s with 5 explanation terms, "
+            f"single-doc p50 {p['single_p50_ms']:.2f} ms "
+            f"({p['single_docs_per_s']:,.0f} docs/s one at a time)",
+            flush=True,
+        )
+    if args.only in (None, "service"):
+        report["service"] = bench_service(args.model, texts, args.seconds, min(args.repeats, 3))
+        ceiling = report["predict"]["batch_explained_docs_per_s"]
+        print(
+            f"gRPC service on loopback (median of {min(args.repeats, 3)} x {args.seconds:.0f} s;"
+            f" ceiling = in-process batched predict with explanations, {ceiling:,.0f} docs/s):"
+        )
+        for name, r in report["service"].items():
+            print(
+                f"  {name:<12} {r['calls_per_s']:8,.0f} calls/s {r['items_per_s']:8,.0f} docs/s"
+                f" ({r['items_per_s'] / ceiling:5.1%} of ceiling)  p50 {r['p50_ms']:7.2f} ms"
+                f"  p99 {r['p99_ms']:7.2f} ms  server CPU {r['server_cpu_share']:.2f} cores"
+                f"  load-generator CPU {r['client_cpu_share']:.2f} cores"
+            )
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
