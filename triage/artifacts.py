@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -124,26 +125,43 @@ def load_artifact(path: Path) -> tuple[Pipeline, ModelCard]:
     model_file = path / str(card.document["artifact"].get("file", MODEL_FILE))
     if model_file.parent.resolve() != path.resolve() or not model_file.is_file():
         raise ModelLoadError(f"model file {model_file} is missing or outside {path}")
+    verify_artifact(card, _sha256(model_file), str(model_file))
+    return _checked_pipeline(joblib.load(model_file), card, str(model_file)), card
+
+
+def load_artifact_bytes(
+    card_document: dict[str, Any], model_bytes: bytes
+) -> tuple[Pipeline, ModelCard]:
+    """:func:`load_artifact` for an artifact shipped as bytes (e.g. to Dask workers)."""
+    card = ModelCard(card_document)
+    name = f"model {card.version}"
+    verify_artifact(card, hashlib.sha256(model_bytes).hexdigest(), name)
+    return _checked_pipeline(joblib.load(io.BytesIO(model_bytes)), card, name), card
+
+
+def verify_artifact(card: ModelCard, actual_sha256: str, name: str) -> None:
+    """Refuse an artifact whose bytes or scikit-learn version do not match its card."""
     expected = str(card.document["artifact"].get("sha256", ""))
-    actual = _sha256(model_file)
-    if actual != expected:
+    if actual_sha256 != expected:
         raise ModelLoadError(
-            f"refusing to load {model_file}: its sha256 {actual[:12]}... does not match the "
+            f"refusing to load {name}: its sha256 {actual_sha256[:12]}... does not match the "
             f"model card's {expected[:12]}... (the file was changed or corrupted)"
         )
     trained_with = card.document["libraries"].get("scikit-learn")
     if trained_with != sklearn.__version__:
         raise ModelLoadError(
-            f"refusing to load {model_file}: trained with scikit-learn {trained_with}, "
+            f"refusing to load {name}: trained with scikit-learn {trained_with}, "
             f"installed is {sklearn.__version__}; retrain it or install that version"
         )
-    pipeline = joblib.load(model_file)
+
+
+def _checked_pipeline(pipeline: Any, card: ModelCard, name: str) -> Pipeline:
     if not isinstance(pipeline, Pipeline):
-        raise ModelLoadError(f"{model_file} holds a {type(pipeline).__name__}, not a Pipeline")
+        raise ModelLoadError(f"{name} holds a {type(pipeline).__name__}, not a Pipeline")
     classes = [str(c) for c in pipeline.classes_]
     if classes != card.labels:
-        raise ModelLoadError(f"{model_file}: classes {classes} differ from the card's labels")
-    return pipeline, card
+        raise ModelLoadError(f"{name}: classes {classes} differ from the card's labels")
+    return pipeline
 
 
 def resolve_current(models_dir: Path) -> Path | None:

@@ -195,6 +195,41 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     p.set_defaults(command=cmd_compare)
 
+    p = sub.add_parser("score", help="score archives of reports in batch (one machine or Dask)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        help="CSV, JSONL or Parquet files (.gz too), folders or globs of .txt files",
+    )
+    p.add_argument("--out", type=Path, required=True, help="OUTPUT.csv, .jsonl or .parquet")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="scoring processes (default: all cores)",
+    )
+    p.add_argument("--chunk-size", type=int, default=2_000, help="rows per chunk (memory bound)")
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--id-column", default="id", help="(default id; a row number if absent)")
+    p.add_argument(
+        "--explain",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add a top_terms column with N explanation terms",
+    )
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--dask",
+        metavar="SCHEDULER",
+        default=None,
+        help="score on a Dask cluster: a scheduler address, or 'local'",
+    )
+    p.set_defaults(command=cmd_score)
+
     data = sub.add_parser("data", help="labelled-data tools").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -401,6 +436,76 @@ def cmd_compare(args: argparse.Namespace) -> int:
         test=test,
     )
     print(format_comparison(rows))
+    return EXIT_OK
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from triage.archive import ArchiveSpec, count_rows
+
+    if args.chunk_size < 1 or args.workers < 1:
+        raise TriageError("--chunk-size and --workers must be at least 1")
+    spec = ArchiveSpec(tuple(args.inputs), args.text_column, args.id_column)
+    if args.dask:
+        from triage.dask_scoring import DaskJob, score_on_dask
+
+        # Before dask is imported; worker processes inherit it. An explicit setting wins.
+        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+
+        result = score_on_dask(
+            DaskJob(
+                spec,
+                args.out,
+                args.model,
+                args.dask,
+                args.workers,
+                args.chunk_size,
+                args.explain,
+                args.overwrite,
+            )
+        )
+        print(result.describe())
+        return EXIT_OK
+
+    from triage.batch import ScoreJob, run_score_job
+    from triage.progress import ProgressDisplay
+
+    job = ScoreJob(
+        spec,
+        args.out,
+        args.model,
+        args.workers,
+        args.chunk_size,
+        args.explain,
+        args.resume,
+        args.overwrite,
+    )
+    mode = "off" if args.quiet else ("bar" if sys.stderr.isatty() else "log")
+    total = None if mode == "off" else count_rows(spec)
+    try:
+        with ProgressDisplay(mode, total) as display:
+            summary = run_score_job(job, progress=display.update)
+    except KeyboardInterrupt:
+        print(
+            f"triage: interrupted; continue with: triage score ... --out {args.out} --resume",
+            file=sys.stderr,
+        )
+        return 130
+    if not args.quiet:
+        print(
+            f"scored {summary.scored:,} of {summary.rows:,} rows with model "
+            f"{summary.model_version} in {summary.seconds:.1f} s "
+            f"({summary.rows_per_s:,.0f} rows/s) -> {summary.output}"
+        )
+        if summary.resumed_from:
+            print(f"  resumed after row {summary.resumed_from:,}")
+        for label, n in summary.labels.most_common():
+            print(f"  {label:<20} {n:>10,}")
+        rate = summary.needs_review / summary.scored if summary.scored else 0.0
+        print(f"  needs review: {summary.needs_review:,} ({rate:.1%})")
+        print(
+            f"  errors: {summary.errors:,}"
+            + (f" (see {summary.errors_file})" if summary.errors_file else "")
+        )
     return EXIT_OK
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from triage.artifacts import ModelCard, load_artifact
+from triage.artifacts import ModelCard, load_artifact, load_artifact_bytes
 from triage.candidates import CLASSIFIER
 from triage.explain import TermExplainer, Terms
 
@@ -68,4 +69,10 @@ class TriageModel:
 def load_model(path: Path | str) -> TriageModel:
     """Load the model at ``path`` (a version directory or ``models/current``), verified first."""
     pipeline, card = load_artifact(Path(path))
+    return TriageModel(pipeline, card)
+
+
+def load_model_bytes(card_document: dict[str, Any], model_bytes: bytes) -> TriageModel:
+    """Load a model shipped as bytes with its card, verified exactly as :func:`load_model`."""
+    pipeline, card = load_artifact_bytes(card_document, model_bytes)
     return TriageModel(pipeline, card)
