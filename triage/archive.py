@@ -54,8 +54,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[tuple[Path, Path | None]]:
             matches = sorted(Path(p) for p in glob.glob(item, recursive=True))
             if not matches:
                 raise DataFileError(item, "pattern matches no file")
-            root = Path(item.split("*")[0]).parent if "*" in item else None
-            files.extend((p, root) for p in matches if p.is_file())
+            files.extend((p, _literal_prefix(item)) for p in matches if p.is_file())
         elif path.is_file():
             files.append((path, None))
         else:
@@ -66,6 +65,13 @@ def expand_inputs(inputs: Sequence[str]) -> list[tuple[Path, Path | None]]:
                 path, "unknown format: use .csv, .jsonl, .parquet or .txt (optionally .gz)"
             )
     return files
+
+
+def _literal_prefix(pattern: str) -> Path:
+    # "archive/2019/**/*.txt" -> archive/2019: .txt ids are relative to the fixed part.
+    parts = Path(pattern).parts
+    fixed = [part for part in parts[: next(i for i, p in enumerate(parts) if glob.has_magic(p))]]
+    return Path(*fixed) if fixed else Path(".")
 
 
 def read_archive(spec: ArchiveSpec) -> Iterator[ArchiveRow]:
@@ -183,10 +189,8 @@ def _jsonl_rows(path: Path, spec: ArchiveSpec, many: bool) -> Iterator[ArchiveRo
                 continue
             fallback = _default_id(path, line_no, many)
             try:
-                record = json.loads(line.decode("utf-8-sig"))
-            except UnicodeDecodeError:
-                yield ArchiveRow(str(path), line_no, fallback, "", "not valid UTF-8")
-                continue
+                # surrogateescape keeps undecodable bytes, so the row's id is still known
+                record = json.loads(line.decode("utf-8-sig", errors="surrogateescape"))
             except json.JSONDecodeError as err:
                 yield ArchiveRow(str(path), line_no, fallback, "", f"not valid JSON ({err.msg})")
                 continue
@@ -196,7 +200,11 @@ def _jsonl_rows(path: Path, spec: ArchiveSpec, many: bool) -> Iterator[ArchiveRo
             raw_id = record.get(spec.id_column)
             report_id = str(raw_id) if raw_id not in (None, "") else fallback
             text = record.get(spec.text_column)
-            if not isinstance(text, str):
+            if _SURROGATE.search(report_id) or (isinstance(text, str) and _SURROGATE.search(text)):
+                yield ArchiveRow(
+                    str(path), line_no, _SURROGATE.sub("?", report_id), "", "not valid UTF-8"
+                )
+            elif not isinstance(text, str):
                 problem = (
                     f"missing field {spec.text_column!r}"
                     if text is None

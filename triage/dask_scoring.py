@@ -97,16 +97,18 @@ def score_on_dask(job: DaskJob) -> DaskSummary:
         else:
             job.output.mkdir(parents=True)
             write = scored.to_csv(str(job.output / "part-*.csv"), index=False, compute=False)
-        tallies = scored.map_partitions(_tally, meta=(None, "object")).to_delayed()
-        # Through this client, which holds the scattered model (not dask's default scheduler).
-        results = client.gather(client.compute([write, *tallies]))
+        tally_meta = pd.DataFrame({c: pd.Series(dtype="int64") for c in _tally_columns(model)})
+        tallies = scored.map_partitions(_tally, list(model.labels), meta=tally_meta)
+        # Through this client, which holds the scattered model (not dask's default scheduler);
+        # one pass computes both the files and the counts.
+        _, counts = client.gather(client.compute([write, tallies]))
+    totals = counts.sum()
     summary = DaskSummary(output=str(job.output), model_version=model.version)
-    for partial in results[1:]:
-        for tally in partial:
-            summary.rows += tally["rows"]
-            summary.errors += tally["errors"]
-            summary.needs_review += tally["needs_review"]
-            summary.labels.update(tally["labels"])
+    summary.rows, summary.errors = int(totals["rows"]), int(totals["errors"])
+    summary.needs_review = int(totals["needs_review"])
+    summary.labels = Counter(
+        {label: int(totals[f"n_{label}"]) for label in model.labels if totals[f"n_{label}"]}
+    )
     summary.scored = summary.rows - summary.errors
     summary.seconds = time.perf_counter() - started
     return summary
@@ -210,16 +212,23 @@ def _score_partition(
     return out.astype({c: _dtype(c) for c in columns})
 
 
-def _tally(frame: Any) -> list[dict[str, Any]]:
+def _tally_columns(model: TriageModel) -> list[str]:
+    return ["rows", "errors", "needs_review", *(f"n_{label}" for label in model.labels)]
+
+
+def _tally(frame: Any, labels: list[str]) -> Any:
+    """One row of counts per partition."""
+    import pandas as pd
+
     ok = frame["error"] == ""
-    return [
-        {
-            "rows": len(frame),
-            "errors": int((~ok).sum()),
-            "needs_review": int(frame.loc[ok, "needs_review"].astype(bool).sum()),
-            "labels": frame.loc[ok, "label"].value_counts().to_dict(),
-        }
-    ]
+    counts = frame.loc[ok, "label"].value_counts()
+    row = {
+        "rows": len(frame),
+        "errors": int((~ok).sum()),
+        "needs_review": int(frame.loc[ok, "needs_review"].astype(bool).sum()),
+        **{f"n_{label}": int(counts.get(label, 0)) for label in labels},
+    }
+    return pd.DataFrame([row], dtype="int64")
 
 
 def _dtype(column: str) -> str:
