@@ -214,7 +214,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0, help="per load level and repeat")
     parser.add_argument("--skip-training", action="store_true")
-    parser.add_argument("--only", choices=["predict", "service"], default=None)
+    parser.add_argument("--only", choices=["predict", "service", "batch"], default=None)
+    parser.add_argument("--archive-rows", type=int, default=100_000)
+    parser.add_argument(
+        "--big-archive-rows",
+        type=int,
+        default=1_000_000,
+        help="rows of the archive whose peak memory is compared (0: skip)",
+    )
     args = parser.parse_args(argv)
 
     model = load_model(args.model)
@@ -227,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"(test macro-F1 {report['training']['test_macro_f1']:.3f})",
             flush=True,
         )
-    if args.only in (None, "predict", "service"):
+    if args.only in (None, "predict", "service"):  # the service figures need the ceiling
         report["predict"] = bench_predict(model, texts, args.repeats)
         p = report["predict"]
         print(
@@ -251,6 +258,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f" ({r['items_per_s'] / ceiling:5.1%} of ceiling)  p50 {r['p50_ms']:7.2f} ms"
                 f"  p99 {r['p99_ms']:7.2f} ms  server CPU {r['server_cpu_share']:.2f} cores"
                 f"  load-generator CPU {r['client_cpu_share']:.2f} cores"
+            )
+    if args.only in (None, "batch"):
+        from batch_bench import bench_batch
+
+        b = bench_batch(
+            model, args.model, texts, args.archive_rows, args.big_archive_rows, args.repeats
+        )
+        report["batch"] = b
+        ceiling = b["in_memory_docs_per_s"]
+        print(
+            f"batch scoring, {b['rows']:,}-row CSV archive (in-memory single-process predict "
+            f"in the same run: {ceiling:,.0f} docs/s):"
+        )
+        for workers in sorted({1, b["cores"]}):
+            r = b[f"workers_{workers}"]
+            print(
+                f"  --workers {workers}: {r['rows_per_s']:8,.0f} rows/s "
+                f"({r['rows_per_s'] / (workers * ceiling):.0%} of {workers} x in-memory), "
+                f"peak RSS {r['peak_rss_mib']:,.0f} MiB"
+            )
+        print(
+            f"  all cores vs cores x in-memory: {b['all_cores_vs_target_ceiling']:.0%} "
+            "(target >= 90%)"
+        )
+        if "big" in b:
+            big = b["big"]
+            small = b[f"workers_{b['cores']}"]["peak_rss_mib"]
+            print(
+                f"  {big['rows']:,} rows: {big['rows_per_s']:,.0f} rows/s, peak RSS "
+                f"{big['peak_rss_mib']:,.0f} MiB ({big['peak_rss_mib'] / small:.2f}x the "
+                f"{b['rows']:,}-row peak)"
             )
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
