@@ -114,11 +114,13 @@ def read_card(path: Path) -> ModelCard:
     return ModelCard(document)
 
 
-def load_artifact(path: Path) -> tuple[Pipeline, ModelCard]:
+def load_artifact(path: Path, mmap: bool = False) -> tuple[Pipeline, ModelCard]:
     """Verify the artifact at ``path`` and only then unpickle it.
 
     A pickle runs code when loaded, so the file's sha256 must match the card and the card's
     scikit-learn version must match the installed one before ``joblib.load`` is called.
+    ``mmap`` maps the pickle's arrays read-only from the file instead of copying them, so that
+    several processes serving one model share its weights through the page cache.
     """
     path = Path(path)
     card = read_card(path)
@@ -126,7 +128,8 @@ def load_artifact(path: Path) -> tuple[Pipeline, ModelCard]:
     if model_file.parent.resolve() != path.resolve() or not model_file.is_file():
         raise ModelLoadError(f"model file {model_file} is missing or outside {path}")
     verify_artifact(card, _sha256(model_file), str(model_file))
-    return _checked_pipeline(joblib.load(model_file), card, str(model_file)), card
+    loaded = joblib.load(model_file, mmap_mode="r" if mmap else None)
+    return _checked_pipeline(loaded, card, str(model_file)), card
 
 
 def load_artifact_bytes(

@@ -118,10 +118,78 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="model directory or models/current (env TRIAGE_MODEL)",
     )
     p.add_argument(
-        "--threads",
+        "--workers",
         type=int,
-        default=int(env.get("TRIAGE_THREADS", "16")),
-        help="RPC threads (env TRIAGE_THREADS; default 16)",
+        default=int(env.get("TRIAGE_WORKERS", str(os.cpu_count() or 1))),
+        help="model processes; 0 scores in the server process (env TRIAGE_WORKERS; "
+        "default: the machine's cores)",
+    )
+    p.add_argument(
+        "--no-batching",
+        action="store_true",
+        default=env.get("TRIAGE_BATCHING", "on") == "off",
+        help="score each Classify call on its own (env TRIAGE_BATCHING=off)",
+    )
+    p.add_argument(
+        "--batch-max-size",
+        type=int,
+        default=int(env.get("TRIAGE_BATCH_MAX_SIZE", "64")),
+        help="most Classify calls gathered into one model call (env TRIAGE_BATCH_MAX_SIZE)",
+    )
+    p.add_argument(
+        "--batch-max-wait-ms",
+        type=float,
+        default=float(env.get("TRIAGE_BATCH_MAX_WAIT_MS", "0")),
+        help="wait up to this long for a batch to fill; 0: never wait (env "
+        "TRIAGE_BATCH_MAX_WAIT_MS)",
+    )
+    p.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=int(env.get("TRIAGE_MAX_IN_FLIGHT", "256")),
+        help="calls handled at once; more get RESOURCE_EXHAUSTED (env TRIAGE_MAX_IN_FLIGHT)",
+    )
+    p.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=_env_path(env, "TRIAGE_TLS_CERT"),
+        help="server certificate, PEM (env TRIAGE_TLS_CERT)",
+    )
+    p.add_argument(
+        "--tls-key",
+        type=Path,
+        default=_env_path(env, "TRIAGE_TLS_KEY"),
+        help="server private key, PEM (env TRIAGE_TLS_KEY)",
+    )
+    p.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        default=_env_path(env, "TRIAGE_TLS_CLIENT_CA"),
+        help="require client certificates signed by this CA: mutual TLS (env TRIAGE_TLS_CLIENT_CA)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        default=env.get("TRIAGE_INSECURE", "") == "1",
+        help="allow plaintext on a non-loopback address (env TRIAGE_INSECURE=1)",
+    )
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        default=_env_path(env, "TRIAGE_TOKEN_FILE"),
+        help="require a bearer token from this file, one per line "
+        "(env TRIAGE_TOKEN_FILE, or TRIAGE_TOKENS=comma,separated)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env["TRIAGE_METRICS_PORT"]) if env.get("TRIAGE_METRICS_PORT") else None,
+        help="serve Prometheus /metrics on this port (env TRIAGE_METRICS_PORT)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default=env.get("TRIAGE_METRICS_HOST", "127.0.0.1"),
+        help="address of the metrics endpoint (env TRIAGE_METRICS_HOST)",
     )
     p.add_argument(
         "--max-text-chars",
@@ -165,7 +233,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=env.get("TRIAGE_ACCESS_LOG", "-"),
         help="JSON-lines access log file, '-' for stderr, 'off' (env TRIAGE_ACCESS_LOG)",
     )
-    p.set_defaults(command=cmd_serve)
+    p.set_defaults(command=cmd_serve, env_tokens=env.get("TRIAGE_TOKENS", ""))
 
     p = sub.add_parser("classify", help="classify one text (or '-' for standard input)")
     p.add_argument("text", help="the report text, or '-' to read it from standard input")
@@ -378,15 +446,31 @@ def _classify_remote(target: str, text: str, top_terms: int) -> dict[str, Any]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from triage.batching import BatchingConfig
     from triage.server.app import ServeConfig, serve
+    from triage.server.security import TlsConfig
     from triage.service import Limits
 
     _configure_access_log(args.access_log)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise TriageError("--tls-cert and --tls-key go together")
+    if args.tls_client_ca is not None and args.tls_cert is None:
+        raise TriageError("--tls-client-ca needs --tls-cert and --tls-key")
+    tls = TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     config = ServeConfig(
         model_path=args.model,
         host=args.host,
         port=args.port,
-        threads=args.threads,
+        workers=args.workers,
+        batching=None
+        if args.no_batching
+        else BatchingConfig(args.batch_max_size, args.batch_max_wait_ms / 1000),
+        max_in_flight=args.max_in_flight,
+        tls=tls,
+        insecure=args.insecure,
+        tokens=_read_tokens(args.token_file, args.env_tokens),
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         limits=Limits(
             max_text_chars=args.max_text_chars,
             max_batch_size=args.max_batch,
@@ -397,6 +481,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         watch_seconds=args.watch,
     )
     return serve(config)
+
+
+def _env_path(env: Mapping[str, str], name: str) -> Path | None:
+    return Path(env[name]) if env.get(name) else None
+
+
+def _read_tokens(path: Path | None, env_tokens: str) -> tuple[str, ...]:
+    """Bearer tokens from a file (one per line, '#' comments) or TRIAGE_TOKENS."""
+    if path is not None:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as err:
+            raise TriageError(f"cannot read token file {path}: {err.strerror}") from None
+        tokens = tuple(t.strip() for t in lines if t.strip() and not t.startswith("#"))
+        if not tokens:
+            raise TriageError(f"token file {path} holds no token")
+        return tokens
+    return tuple(t.strip() for t in env_tokens.split(",") if t.strip())
 
 
 def _configure_access_log(target: str) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from triage.artifacts import ModelCard
 from triage.errors import ModelUnavailable
 from triage.model import TriageModel, load_model
+from triage.scoring import Outcome, Report, score_reports
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ class LiveModel:
     changes the model under a call in flight; the swap itself is one reference assignment.
     """
 
+    lanes = 1  # one in-process model: batches run in the calling thread
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._model: TriageModel | None = None
@@ -54,6 +58,18 @@ class LiveModel:
     @property
     def loaded(self) -> bool:
         return self._model is not None
+
+    @property
+    def card(self) -> ModelCard:
+        return self.current.card
+
+    def score(self, lane: int, reports: Sequence[Report]) -> tuple[str, list[Outcome]]:
+        """Score validated reports in one model call; returns the version that scored them."""
+        model = self.current
+        return model.version, score_reports(model, reports, _accept)
+
+    def close(self) -> None:
+        """Nothing to release: the model lives in this process."""
 
     def reload(self) -> ReloadResult:
         """Load, verify and warm whatever ``path`` points to now, then swap it in.
@@ -83,6 +99,10 @@ class LiveModel:
         """Whether ``path`` now resolves somewhere else than the serving model came from."""
         source = self._source
         return source is None or self.path.resolve() != source[0]
+
+
+def _accept(report: Report) -> None:
+    """Reports reach the engine validated."""
 
 
 def _sha(card: ModelCard) -> str:

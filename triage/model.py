@@ -66,9 +66,10 @@ class TriageModel:
         ]
 
 
-def load_model(path: Path | str) -> TriageModel:
-    """Load the model at ``path`` (a version directory or ``models/current``), verified first."""
-    pipeline, card = load_artifact(Path(path))
+def load_model(path: Path | str, mmap: bool = False) -> TriageModel:
+    """Load the model at ``path`` (a version directory or ``models/current``), verified first.
+    ``mmap``: map its arrays from the file, shared between processes (read-only)."""
+    pipeline, card = load_artifact(Path(path), mmap=mmap)
     return TriageModel(pipeline, card)
 
 

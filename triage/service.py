@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from triage.artifacts import ModelCard
+from triage.batching import MicroBatcher
 from triage.errors import DeadlineExceeded, InvalidReport
-from triage.live import LiveModel, ReloadResult
+from triage.live import ReloadResult
 from triage.model import Prediction
-from triage.scoring import Outcome, Report, require_text, score_reports
+from triage.scoring import Outcome, Report, require_text
 
 MAX_TOP_TERMS = 50
 
@@ -53,12 +56,43 @@ class ModelInfo:
     limits: Limits
 
 
-class ClassificationService:
-    """Validates reports against :class:`Limits` and scores them on the live model."""
+class Engine(Protocol):
+    """Where models run: :class:`~triage.live.LiveModel` in this process, or
+    :class:`~triage.workers.ModelWorkerPool` in worker processes, one lane per process."""
 
-    def __init__(self, live: LiveModel, limits: Limits = Limits()) -> None:
-        self.live = live
+    lanes: int
+
+    @property
+    def loaded(self) -> bool: ...
+
+    @property
+    def card(self) -> ModelCard: ...
+
+    def score(self, lane: int, reports: Sequence[Report]) -> tuple[str, list[Outcome]]: ...
+
+    def reload(self) -> ReloadResult: ...
+
+    def changed_on_disk(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class ClassificationService:
+    """Validates reports against :class:`Limits` and scores them on the engine, single calls
+    through the micro-batcher when there is one."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        limits: Limits = Limits(),
+        batcher: MicroBatcher | None = None,
+        reload: Callable[[], ReloadResult] | None = None,
+    ) -> None:
+        self.engine = engine
         self.limits = limits
+        self.batcher = batcher
+        self._reload = reload or engine.reload
+        self._next_lane = itertools.cycle(range(engine.lanes))
 
     def validate(self, report: Report) -> None:
         """Raise :class:`InvalidReport` saying which rule ``report`` breaks."""
@@ -79,7 +113,13 @@ class ClassificationService:
         self.validate(report)
         if deadline is not None:
             deadline.check()
-        return self.live.current.predict([report.text], top_k=report.top_terms)[0]
+        if self.batcher is not None:
+            _, outcome = self.batcher.submit(report, deadline.at if deadline else None)
+        else:
+            _, (outcome,) = self.engine.score(0, [report])
+        if outcome.prediction is None:
+            raise outcome.error or InvalidReport("the report was not scored")
+        return outcome.prediction
 
     def classify_batch(
         self, reports: Sequence[Report], deadline: Deadline | None = None
@@ -94,15 +134,29 @@ class ClassificationService:
                 f"batch has {len(reports):,} reports, over the limit of "
                 f"{self.limits.max_batch_size:,}; send smaller batches"
             )
-        model = self.live.current
+        outcomes: list[Outcome] = []
+        valid: list[int] = []
+        for i, report in enumerate(reports):
+            try:
+                self.validate(report)
+            except InvalidReport as err:
+                outcomes.append(Outcome(report.report_id, error=err))
+            else:
+                outcomes.append(Outcome(report.report_id))
+                valid.append(i)
         if deadline is not None:
             deadline.check()
-        outcomes = score_reports(model, reports, self.validate)
-        return model.version, outcomes
+        if not valid:
+            return self.engine.card.version, outcomes
+        # One lane, one model call: a batch is never split across model versions.
+        version, scored = self.engine.score(next(self._next_lane), [reports[i] for i in valid])
+        for i, outcome in zip(valid, scored, strict=True):
+            outcomes[i] = outcome
+        return version, outcomes
 
     def model_info(self) -> ModelInfo:
-        model = self.live.current
-        card = model.card.document
+        model_card = self.engine.card
+        card = model_card.document
         metrics: dict[str, float] = {}
         for split in ("cv", "test"):
             figures: dict[str, Any] = (card.get("metrics") or {}).get(split) or {}
@@ -110,10 +164,10 @@ class ClassificationService:
                 if isinstance(figures.get(name), int | float):
                     metrics[f"{split}_{name}"] = float(figures[name])
         return ModelInfo(
-            version=model.version,
-            labels=model.labels,
-            created=model.card.created,
-            review_threshold=model.review_threshold,
+            version=model_card.version,
+            labels=tuple(model_card.labels),
+            created=model_card.created,
+            review_threshold=model_card.review_threshold,
             review_target_precision=float(card["review"].get("target_precision", 0.0)),
             candidate=str(card.get("candidate", "")),
             metrics=metrics,
@@ -121,4 +175,4 @@ class ClassificationService:
         )
 
     def reload(self) -> ReloadResult:
-        return self.live.reload()
+        return self._reload()

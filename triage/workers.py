@@ -1,0 +1,250 @@
+"""Model worker processes: each holds the model and scores the batches sent to it over a pipe."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from triage.artifacts import ModelCard, read_card
+from triage.errors import ModelLoadError, ModelUnavailable
+from triage.live import WARMUP_TEXTS, ReloadResult
+from triage.model import TriageModel, load_model
+from triage.scoring import Outcome, Report, score_reports
+
+log = logging.getLogger(__name__)
+START_SECONDS = 120.0  # a worker that is not ready by then is treated as failed
+
+
+@dataclass
+class _Worker:
+    process: Any  # multiprocessing.Process (its type varies with the start method)
+    conn: Connection
+
+
+class ModelWorkerPool:
+    """N model processes behind one front process, one lane (a lock and a pipe) per process.
+
+    - ``score(lane, reports)`` runs one batch on that lane's process.
+    - A process that dies fails only the batch it held (UNAVAILABLE to those callers); the lane
+      starts a fresh process on the current model before its next batch.
+    - ``reload()`` is two-phase: every process loads and verifies the new model beside the old
+      one (lane by lane, so the other lanes keep scoring), and only when all have it does each
+      switch; if any refuses it, all drop it and the old model keeps serving.
+    """
+
+    def __init__(self, path: Path, size: int) -> None:
+        if size < 1:
+            raise ValueError("a worker pool needs at least one process")
+        self.path = Path(path)
+        self.lanes = size
+        self._context = multiprocessing.get_context("forkserver")
+        self._locks = [threading.Lock() for _ in range(size)]
+        self._workers: list[_Worker | None] = [None] * size
+        self._reload_lock = threading.Lock()
+        self._source: Path | None = None
+        self._card: ModelCard | None = None
+        self.restarts = 0
+
+    # -- the engine interface shared with LiveModel -------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        return self._card is not None
+
+    @property
+    def card(self) -> ModelCard:
+        if self._card is None:
+            raise ModelUnavailable("no model is loaded yet; retry shortly")
+        return self._card
+
+    def score(self, lane: int, reports: Sequence[Report]) -> tuple[str, list[Outcome]]:
+        with self._locks[lane]:
+            worker = self._ensure(lane)
+            try:
+                worker.conn.send(("score", list(reports)))
+                reply = worker.conn.recv()
+            except (EOFError, OSError):
+                self._discard(lane)
+                raise ModelUnavailable(
+                    "the model process scoring this report stopped; it is being restarted, retry"
+                ) from None
+        if reply[0] != "ok":
+            raise RuntimeError(f"model process failed: {reply[1]}")
+        return reply[1], reply[2]
+
+    def reload(self) -> ReloadResult:
+        with self._reload_lock:
+            resolved = self.path.resolve()
+            card = read_card(resolved)  # cheap; the workers verify the artifact themselves
+            previous = self._card
+            if previous is not None and self._source == resolved and _sha(previous) == _sha(card):
+                return ReloadResult(previous.version, previous.version, changed=False)
+            if previous is None:
+                self._source, self._card = resolved, card
+                for lane in range(self.lanes):
+                    with self._locks[lane]:
+                        self._ensure(lane)
+                return ReloadResult(None, card.version, changed=True)
+            self._two_phase_switch(resolved)
+            self._source, self._card = resolved, card
+            log.info(
+                "model %s now serving in %d processes (was %s)",
+                card.version,
+                self.lanes,
+                previous.version,
+            )
+            return ReloadResult(previous.version, card.version, changed=True)
+
+    def changed_on_disk(self) -> bool:
+        return self._source is None or self.path.resolve() != self._source
+
+    def close(self) -> None:
+        for lane in range(self.lanes):
+            with self._locks[lane]:
+                worker = self._workers[lane]
+                if worker is not None:
+                    with contextlib.suppress(OSError):  # already gone: nothing to tell
+                        worker.conn.send(("stop",))
+                    worker.process.join(10)
+                    if worker.process.is_alive():
+                        worker.process.kill()
+                        worker.process.join()
+                    worker.conn.close()
+                    self._workers[lane] = None
+
+    # -- for operators and tests ----------------------------------------------------------------
+    def pids(self) -> list[int | None]:
+        return [w.process.pid if w is not None else None for w in self._workers]
+
+    # -- internals ------------------------------------------------------------------------------
+    def _two_phase_switch(self, resolved: Path) -> None:
+        prepared: list[int] = []
+        failure: str | None = None
+        for lane in range(self.lanes):
+            with self._locks[lane]:
+                reply = self._ask(lane, ("prepare", str(resolved)))
+            if reply[0] != "prepared":
+                failure = str(reply[1])
+                break
+            prepared.append(lane)
+        if failure is not None:
+            for lane in prepared:
+                with self._locks[lane]:
+                    self._ask(lane, ("abort",))
+            raise ModelLoadError(failure)
+        for lane in range(self.lanes):
+            with self._locks[lane]:
+                self._ask(lane, ("commit",))
+
+    def _ask(self, lane: int, message: tuple[Any, ...]) -> tuple[Any, ...]:
+        worker = self._ensure(lane)
+        try:
+            worker.conn.send(message)
+            reply: tuple[Any, ...] = worker.conn.recv()
+        except (EOFError, OSError):
+            self._discard(lane)
+            return ("error", "model process stopped during reload")
+        return reply
+
+    def _ensure(self, lane: int) -> _Worker:
+        """The lane's live process, starting one on the current model if needed (lock held)."""
+        worker = self._workers[lane]
+        if worker is not None and worker.process.is_alive():
+            return worker
+        if worker is not None:
+            self._discard(lane)
+        if self._source is None:
+            raise ModelUnavailable("no model is loaded yet; retry shortly")
+        parent, child = self._context.Pipe()
+        process = self._context.Process(
+            target=_worker_main,
+            args=(child, str(self._source)),
+            name=f"triage-model-{lane}",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        if not parent.poll(START_SECONDS):
+            process.kill()
+            raise ModelUnavailable("a model process did not start in time")
+        try:
+            reply = parent.recv()
+        except EOFError:
+            reply = ("error", "model process exited while loading")
+        if reply[0] != "ready":
+            process.join(5)
+            raise ModelLoadError(f"model process could not load {self._source}: {reply[1]}")
+        if worker is not None:
+            self.restarts += 1
+            log.warning("model process %d restarted (pid %s)", lane, process.pid)
+        self._workers[lane] = _Worker(process, parent)
+        return self._workers[lane]  # type: ignore[return-value]
+
+    def _discard(self, lane: int) -> None:
+        worker = self._workers[lane]
+        self._workers[lane] = None
+        if worker is not None:
+            worker.conn.close()
+            if worker.process.is_alive():
+                worker.process.kill()
+            worker.process.join(5)
+
+
+def _worker_main(conn: Connection, path: str) -> None:
+    """A model process: load, report ready, then answer messages until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the front process decides when to stop:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # and exits when the front's pipe closes
+    try:
+        current = _load(path)
+    except Exception as err:
+        conn.send(("error", str(err)))
+        return
+    conn.send(("ready", current.version, os.getpid()))
+    pending: TriageModel | None = None
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return  # the front process is gone
+        kind = message[0]
+        try:
+            if kind == "score":
+                conn.send(("ok", current.version, score_reports(current, message[1], _accept)))
+            elif kind == "prepare":
+                pending = _load(message[1])
+                conn.send(("prepared", pending.version))
+            elif kind == "commit" and pending is not None:
+                current, pending = pending, None
+                conn.send(("committed", current.version))
+            elif kind == "abort":
+                pending = None
+                conn.send(("aborted",))
+            elif kind == "stop":
+                return
+            else:
+                conn.send(("error", f"unexpected message {kind!r}"))
+        except Exception as err:
+            conn.send(("error", f"{type(err).__name__}: {err}"))
+
+
+def _load(path: str) -> TriageModel:
+    # Memory-mapped arrays: N processes share the model's weights through the page cache.
+    model = load_model(path, mmap=True)
+    model.predict(list(WARMUP_TEXTS))
+    return model
+
+
+def _accept(report: Report) -> None:
+    """The front process validated every report already."""
+
+
+def _sha(card: ModelCard) -> str:
+    return str(card.document["artifact"]["sha256"])
