@@ -71,7 +71,7 @@ def test_sigterm_drains_calls_in_flight_and_exits_zero(
         text = "a man was seen photographing the reservoir fences and gates at night " * 40
         in_flight = stub.ClassifyBatch.future(
             pb.ClassifyBatchRequest(
-                reports=[pb.ClassifyRequest(text=text, report_id=str(i)) for i in range(3_000)]
+                reports=[pb.ClassifyRequest(text=text, report_id=str(i)) for i in range(1_500)]
             ),
             timeout=60,
         )
