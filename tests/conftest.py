@@ -26,11 +26,16 @@ TINY_CONFIG = TrainConfig(folds=3, seed=0, n_jobs=1, search=False)
 def _restore_logging() -> Iterator[None]:
     # main() configures logging onto the stderr pytest captured for that test; put it back so
     # later tests do not log into a closed stream.
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    saved = []
+    for logger in (logging.getLogger(), logging.getLogger("triage.access")):
+        saved.append(
+            (logger, list(logger.handlers), logger.level, logger.propagate, logger.disabled)
+        )
     yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    for logger, handlers, level, propagate, disabled in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate, logger.disabled = propagate, disabled
 
 
 @pytest.fixture(scope="session")

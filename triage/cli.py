@@ -451,7 +451,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from triage.server.security import TlsConfig
     from triage.service import Limits
 
-    _configure_access_log(args.access_log)
     if (args.tls_cert is None) != (args.tls_key is None):
         raise TriageError("--tls-cert and --tls-key go together")
     if args.tls_client_ca is not None and args.tls_cert is None:
@@ -480,6 +479,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         drain_seconds=args.drain,
         watch_seconds=args.watch,
     )
+    _configure_access_log(args.access_log)
     return serve(config)
 
 

@@ -1,0 +1,87 @@
+"""The micro-batcher on its own: gathering, per-caller results, deadlines in the queue."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from triage.batching import BatchingConfig, MicroBatcher
+from triage.errors import DeadlineExceeded, Overloaded
+from triage.live import LiveModel
+from triage.scoring import Outcome, Report
+
+
+class GatedScorer:
+    """The real in-process engine, held at a gate so a test can fill the queue behind it."""
+
+    def __init__(self, engine: LiveModel) -> None:
+        self.engine = engine
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.batches: list[list[str]] = []
+
+    def __call__(self, lane: int, reports: Sequence[Report]) -> tuple[str, list[Outcome]]:
+        self.entered.set()
+        self.gate.wait(10)
+        self.batches.append([r.report_id for r in reports])
+        return self.engine.score(lane, reports)
+
+
+@pytest.fixture
+def engine(models_dir) -> LiveModel:  # type: ignore[no-untyped-def]
+    live = LiveModel(models_dir / "current")
+    live.reload()
+    return live
+
+
+def test_a_lone_call_is_scored_at_once_and_a_queue_is_taken_together(engine: LiveModel) -> None:
+    scorer = GatedScorer(engine)
+    batcher = MicroBatcher(scorer, lanes=1, config=BatchingConfig(max_batch=8))
+    with ThreadPoolExecutor(12) as pool:
+        first = pool.submit(batcher.submit, Report("a burglary", "first"))
+        assert scorer.entered.wait(5)  # taken alone, without waiting for company
+        rest = [
+            pool.submit(batcher.submit, Report(f"hacked account {i}", f"r{i}")) for i in range(10)
+        ]
+        while batcher.queue_depth < 10:
+            time.sleep(0.01)
+        scorer.gate.set()
+        assert first.result()[1].report_id == "first"
+        assert [f.result()[1].report_id for f in rest] == [f"r{i}" for i in range(10)]
+    batcher.close()
+    assert scorer.batches == [["first"], [f"r{i}" for i in range(8)], ["r8", "r9"]]
+
+
+def test_a_deadline_that_passes_in_the_queue_skips_the_work(engine: LiveModel) -> None:
+    scorer = GatedScorer(engine)
+    batcher = MicroBatcher(scorer, lanes=1)
+    with ThreadPoolExecutor(2) as pool:
+        blocker = pool.submit(batcher.submit, Report("a burglary", "blocker"))
+        assert scorer.entered.wait(5)
+        late = pool.submit(batcher.submit, Report("a bomb threat", "late"), time.monotonic() + 0.05)
+        time.sleep(0.2)
+        scorer.gate.set()
+        blocker.result()
+        with pytest.raises(DeadlineExceeded, match="while it waited"):
+            late.result()
+    batcher.close()
+    assert scorer.batches == [["blocker"]]  # the late report never reached the model
+
+
+def test_a_full_queue_refuses_at_once(engine: LiveModel) -> None:
+    scorer = GatedScorer(engine)
+    batcher = MicroBatcher(scorer, lanes=1, config=BatchingConfig(max_batch=1, max_queue=2))
+    with ThreadPoolExecutor(4) as pool:
+        calls = [pool.submit(batcher.submit, Report("text", str(i))) for i in range(3)]
+        assert scorer.entered.wait(5)
+        while batcher.queue_depth < 2:
+            time.sleep(0.01)
+        with pytest.raises(Overloaded, match="already waiting"):
+            batcher.submit(Report("one too many", "x"))
+        scorer.gate.set()
+        assert [c.result()[1].report_id for c in calls] == ["0", "1", "2"]
+    batcher.close()
