@@ -122,14 +122,22 @@ def load_artifact(path: Path, mmap: bool = False) -> tuple[Pipeline, ModelCard]:
     ``mmap`` maps the pickle's arrays read-only from the file instead of copying them, so that
     several processes serving one model share its weights through the page cache.
     """
+    card = verified_card(Path(path))
+    model_file = Path(path) / str(card.document["artifact"].get("file", MODEL_FILE))
+    loaded = joblib.load(model_file, mmap_mode="r" if mmap else None)
+    return _checked_pipeline(loaded, card, str(model_file)), card
+
+
+def verified_card(path: Path) -> ModelCard:
+    """The card of the artifact at ``path`` after checking the artifact against it, without
+    unpickling (for a process that hands the loading to workers)."""
     path = Path(path)
     card = read_card(path)
     model_file = path / str(card.document["artifact"].get("file", MODEL_FILE))
     if model_file.parent.resolve() != path.resolve() or not model_file.is_file():
         raise ModelLoadError(f"model file {model_file} is missing or outside {path}")
     verify_artifact(card, _sha256(model_file), str(model_file))
-    loaded = joblib.load(model_file, mmap_mode="r" if mmap else None)
-    return _checked_pipeline(loaded, card, str(model_file)), card
+    return card
 
 
 def load_artifact_bytes(

@@ -10,12 +10,14 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from triage.archive import ArchiveRow, ArchiveSpec, expand_inputs, read_archive
+from triage.artifacts import ModelCard, verified_card
 from triage.errors import TriageError
 from triage.model import TriageModel, load_model
 from triage.results import Checkpoint, EncodedChunk, ResultSink, encode_chunk, output_format
@@ -33,7 +35,7 @@ class ScoreJob:
     output: Path
     model_path: Path
     workers: int = 1
-    chunk_size: int = 2_000
+    chunk_size: int = 500
     explain_terms: int = 0
     resume: bool = False
     overwrite: bool = False
@@ -74,14 +76,17 @@ def run_score_job(job: ScoreJob, progress: Progress | None = None) -> ScoreSumma
     """Score every row of the archive into ``job.output``; see the README for the guarantees."""
     started = time.perf_counter()
     fmt = output_format(job.output)
-    model = load_model(job.model_path)
+    # With worker processes the parent only needs the card: it checks the artifact's sha256
+    # (no unpickling), and each worker verifies and loads the model itself.
+    model = load_model(job.model_path) if job.workers <= 1 else None
+    card = model.card if model is not None else verified_card(job.model_path)
     state_path = progress_path_for(job.output)
-    identity = _identity(job, model, fmt)
+    identity = _identity(job, card, fmt)
     summary, checkpoint = _prepare(job, state_path, identity)
-    summary.model_version = model.version
+    summary.model_version = card.version
     sink = ResultSink(
         job.output,
-        model.labels,
+        card.labels,
         job.explain_terms > 0,
         resume_from=checkpoint if job.resume else None,
     )
@@ -136,7 +141,7 @@ def _prepare(
     return ScoreSummary(), Checkpoint()
 
 
-def _identity(job: ScoreJob, model: TriageModel, fmt: str) -> dict[str, Any]:
+def _identity(job: ScoreJob, card: ModelCard, fmt: str) -> dict[str, Any]:
     """What must not change between a run and its resumption."""
     files = [
         (str(p), p.stat().st_size, p.stat().st_mtime_ns)
@@ -146,7 +151,7 @@ def _identity(job: ScoreJob, model: TriageModel, fmt: str) -> dict[str, Any]:
         "format": PROGRESS_VERSION,
         "inputs": hashlib.sha256(json.dumps(files).encode()).hexdigest(),
         "columns": [job.archive.text_column, job.archive.id_column],
-        "model": model.card.document["artifact"]["sha256"],
+        "model": card.document["artifact"]["sha256"],
         "output format": fmt,
         "explanation terms": job.explain_terms,
     }
@@ -180,10 +185,10 @@ def _chunks(rows: Iterator[ArchiveRow], size: int) -> Iterator[list[ArchiveRow]]
 
 
 def _score_in_order(
-    chunks: Iterator[list[ArchiveRow]], job: ScoreJob, model: TriageModel, fmt: str
+    chunks: Iterator[list[ArchiveRow]], job: ScoreJob, model: TriageModel | None, fmt: str
 ) -> Iterator[EncodedChunk]:
     """Encoded chunks in input order; with several workers, at most 2 per worker in flight."""
-    if job.workers <= 1:
+    if model is not None:
         for chunk in chunks:
             yield _encode(model, chunk, fmt, job.explain_terms)
         return
@@ -202,6 +207,11 @@ def _score_in_order(
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
+        except BrokenProcessPool:
+            raise TriageError(
+                "a scoring worker died or could not load the model (see the log); "
+                "rerun with --resume"
+            ) from None
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise

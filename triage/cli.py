@@ -277,7 +277,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=os.cpu_count() or 1,
         help="scoring processes (default: all cores)",
     )
-    p.add_argument("--chunk-size", type=int, default=2_000, help="rows per chunk (memory bound)")
+    p.add_argument("--chunk-size", type=int, default=500, help="rows per chunk (memory bound)")
     p.add_argument("--text-column", default="text")
     p.add_argument("--id-column", default="id", help="(default id; a row number if absent)")
     p.add_argument(
