@@ -11,12 +11,15 @@ import json
 import os
 import re
 import resource
+import secrets
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +86,8 @@ class ServerProcess:
                 sys.executable,
                 "-m",
                 "triage",
+                "--log-level",
+                "warning",
                 "serve",
                 "--port",
                 "0",
@@ -92,8 +97,6 @@ class ServerProcess:
                 "off",
                 "--watch",
                 "0",
-                "--log-level",
-                "warning",
                 *extra,
             ],
             stdout=subprocess.PIPE,
@@ -104,56 +107,84 @@ class ServerProcess:
         match = re.search(r"serving on (\S+)", line)
         if not match:
             raise RuntimeError(f"server did not start: {line!r}")
-        self.target = match.group(1)
+        self.target = match.group(1).replace("127.0.0.1", "localhost")
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU of the server and its model processes."""
+        return _tree_cpu(self.process.pid)
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(timeout=30)
+        self.process.wait(timeout=60)
         if self.process.stdout:
             self.process.stdout.close()
+
+
+def _tree_cpu(pid: int) -> float:
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(_tree_cpu(int(child)) for child in children)
+
+
+@dataclass(frozen=True)
+class Transport:
+    credentials: grpc.ChannelCredentials | None = None
+    metadata: tuple[tuple[str, str], ...] = ()
+
+    def channel(self, target: str) -> grpc.Channel:
+        if self.credentials is None:
+            return grpc.insecure_channel(target)
+        return grpc.secure_channel(target, self.credentials)
 
 
 def _load(
     target: str,
     concurrency: int,
+    channels: int,
     seconds: float,
-    make_call: Callable[[Any, int], int],
+    make_call: Callable[[Any, int, Transport], int],
+    transport: Transport,
 ) -> dict[str, Any]:
-    """Run ``concurrency`` threads over one channel for ``seconds``; latencies and rates."""
+    """``concurrency`` threads spread over ``channels`` channels for ``seconds``."""
     latencies: list[float] = []
     items = [0]
     lock = threading.Lock()
     stop = threading.Event()
-    with grpc.insecure_channel(target) as channel:
-        stub = pb_grpc.TriageServiceStub(channel)
-        make_call(stub, 0)  # connect and warm up
+    opened = [transport.channel(target) for _ in range(channels)]
+    stubs = [pb_grpc.TriageServiceStub(c) for c in opened]
+    for stub in stubs:
+        make_call(stub, 0, transport)  # connect and warm up
 
-        def worker(slot: int) -> None:
-            i = slot
-            while not stop.is_set():
-                started = time.perf_counter()
-                n = make_call(stub, i)
-                elapsed = (time.perf_counter() - started) * 1000
-                with lock:
-                    latencies.append(elapsed)
-                    items[0] += n
-                i += concurrency
+    def worker(slot: int) -> None:
+        stub = stubs[slot % channels]
+        i = slot
+        while not stop.is_set():
+            started = time.perf_counter()
+            n = make_call(stub, i, transport)
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                latencies.append(elapsed)
+                items[0] += n
+            i += concurrency
 
-        threads = [threading.Thread(target=worker, args=(s,)) for s in range(concurrency)]
-        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-        started = time.perf_counter()
-        for t in threads:
-            t.start()
-        time.sleep(seconds)
-        stop.set()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - started
-        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(concurrency)]
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    for c in opened:
+        c.close()
     client_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (
         cpu_after.ru_stime - cpu_before.ru_stime
     )
@@ -162,49 +193,106 @@ def _load(
         "items_per_s": items[0] / wall,
         "p50_ms": statistics.median(latencies),
         "p99_ms": percentile(latencies, 0.99),
-        "client_cpu_share": client_cpu / wall,  # cores the load generator itself used
+        "client_cpu_cores": client_cpu / wall,  # cores the load generator itself used
     }
+
+
+def _unary(texts: list[str]) -> Callable[[Any, int, Transport], int]:
+    def call(stub: Any, i: int, transport: Transport) -> int:
+        stub.Classify(
+            pb.ClassifyRequest(text=texts[i % len(texts)], report_id=str(i)),
+            timeout=30,
+            metadata=transport.metadata,
+        )
+        return 1
+
+    return call
+
+
+def _batch(texts: list[str]) -> Callable[[Any, int, Transport], int]:
+    def call(stub: Any, i: int, transport: Transport) -> int:
+        start = (i * 100) % (len(texts) - 100)
+        stub.ClassifyBatch(
+            pb.ClassifyBatchRequest(
+                reports=[pb.ClassifyRequest(text=t) for t in texts[start : start + 100]]
+            ),
+            timeout=60,
+            metadata=transport.metadata,
+        )
+        return 100
+
+    return call
+
+
+# (name, server flags, scenarios: (label, kind, concurrency, channels), secured)
+SERVERS: list[tuple[str, list[str], list[tuple[str, str, int, int]], bool]] = [
+    (
+        "baseline: 1 process, no batching",
+        ["--workers", "0", "--no-batching"],
+        [
+            ("unary c1", "unary", 1, 1),
+            ("unary c64, 1 channel", "unary", 64, 1),
+            ("unary c64, 16 channels", "unary", 64, 16),
+        ],
+        False,
+    ),
+    (
+        "default: batching + model processes",
+        [],
+        [
+            ("unary c1", "unary", 1, 1),
+            ("unary c8", "unary", 8, 1),
+            ("unary c64, 1 channel", "unary", 64, 1),
+            ("unary c64, 16 channels", "unary", 64, 16),
+            ("batch 100/call c1", "batch", 1, 1),
+            ("batch 100/call c2", "batch", 2, 1),
+        ],
+        False,
+    ),
+    ("default + TLS + token auth", [], [("unary c64, 1 channel", "unary", 64, 1)], True),
+]
 
 
 def bench_service(
     model_path: Path, texts: list[str], seconds: float, repeats: int
 ) -> dict[str, Any]:
-    server = ServerProcess(model_path)
+    sys.path.insert(0, str(ROOT))
+    from tests.pki import make_pki  # a throwaway CA and server certificate
+
     results: dict[str, Any] = {}
-    try:
-
-        def unary(stub: Any, i: int) -> int:
-            stub.Classify(
-                pb.ClassifyRequest(text=texts[i % len(texts)], report_id=str(i)), timeout=30
-            )
-            return 1
-
-        def batch(stub: Any, i: int) -> int:
-            start = (i * 100) % (len(texts) - 100)
-            stub.ClassifyBatch(
-                pb.ClassifyBatchRequest(
-                    reports=[pb.ClassifyRequest(text=t) for t in texts[start : start + 100]]
-                ),
-                timeout=60,
-            )
-            return 100
-
-        for name, call, concurrency in [
-            ("unary_c1", unary, 1),
-            ("unary_c8", unary, 8),
-            ("unary_c64", unary, 64),
-            ("batch100_c1", batch, 1),
-            ("batch100_c2", batch, 2),
-        ]:
-            runs = []
-            for _ in range(repeats):
-                cpu_before = server.cpu_seconds()
-                run = _load(server.target, concurrency, seconds, call)
-                run["server_cpu_share"] = (server.cpu_seconds() - cpu_before) / seconds
-                runs.append(run)
-            results[name] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-    finally:
-        server.stop()
+    with tempfile.TemporaryDirectory(prefix="triage-bench-tls-") as tmp:
+        pki = make_pki(Path(tmp))
+        token = secrets.token_urlsafe(24)
+        (Path(tmp) / "tokens").write_text(token + "\n")
+        secure_flags = [
+            "--tls-cert",
+            str(pki.server_cert),
+            "--tls-key",
+            str(pki.server_key),
+            "--token-file",
+            str(Path(tmp) / "tokens"),
+        ]
+        secure = Transport(
+            grpc.ssl_channel_credentials(pki.ca), (("authorization", f"Bearer {token}"),)
+        )
+        for name, flags, scenarios, secured in SERVERS:
+            server = ServerProcess(model_path, [*flags, *(secure_flags if secured else [])])
+            transport = secure if secured else Transport()
+            results[name] = {}
+            try:
+                for label, kind, concurrency, channels in scenarios:
+                    call = _unary(texts) if kind == "unary" else _batch(texts)
+                    runs = []
+                    for _ in range(repeats):
+                        cpu_before = server.cpu_seconds()
+                        run = _load(server.target, concurrency, channels, seconds, call, transport)
+                        run["server_cpu_cores"] = (server.cpu_seconds() - cpu_before) / seconds
+                        runs.append(run)
+                    results[name][label] = {
+                        k: statistics.median(r[k] for r in runs) for k in runs[0]
+                    }
+            finally:
+                server.stop()
     return results
 
 
@@ -248,17 +336,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.only in (None, "service"):
         report["service"] = bench_service(args.model, texts, args.seconds, min(args.repeats, 3))
         ceiling = report["predict"]["batch_explained_docs_per_s"]
+        single = report["predict"]["single_p50_ms"]
         print(
             f"gRPC service on loopback (median of {min(args.repeats, 3)} x {args.seconds:.0f} s;"
-            f" ceiling = in-process batched predict with explanations, {ceiling:,.0f} docs/s):"
+            f" ceiling = in-process batched predict with explanations, {ceiling:,.0f} docs/s;"
+            f" in-process single-doc p50 {single:.2f} ms):"
         )
-        for name, r in report["service"].items():
-            print(
-                f"  {name:<12} {r['calls_per_s']:8,.0f} calls/s {r['items_per_s']:8,.0f} docs/s"
-                f" ({r['items_per_s'] / ceiling:5.1%} of ceiling)  p50 {r['p50_ms']:7.2f} ms"
-                f"  p99 {r['p99_ms']:7.2f} ms  server CPU {r['server_cpu_share']:.2f} cores"
-                f"  load-generator CPU {r['client_cpu_share']:.2f} cores"
-            )
+        for name, scenarios in report["service"].items():
+            print(f"  {name}")
+            for label, r in scenarios.items():
+                print(
+                    f"    {label:<24} {r['items_per_s']:7,.0f} docs/s "
+                    f"({r['items_per_s'] / ceiling:5.0%} of ceiling)  p50 {r['p50_ms']:7.2f} ms"
+                    f"  p99 {r['p99_ms']:7.2f} ms  server CPU {r['server_cpu_cores']:.2f}"
+                    f"  load-generator CPU {r['client_cpu_cores']:.2f} cores"
+                )
     if args.only in (None, "batch"):
         from batch_bench import bench_batch
 
