@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from triage.artifacts import promote, write_artifact
+from triage.artifacts import CURRENT, promote, write_artifact
 from triage.corpus import read_labelled
 from triage.model import TriageModel, load_model
+from triage.server.app import ServeConfig, TriageServer
 from triage.training import TrainConfig, TrainResult, train
 
 DATA = Path(__file__).parent / "data"
@@ -58,6 +59,17 @@ def models_dir(tmp_path: Path, _models_template: Path) -> Path:
     target = tmp_path / "models"
     shutil.copytree(_models_template, target, symlinks=True)
     return target
+
+
+def start_server(models_dir: Path, **overrides: object) -> TriageServer:
+    """A started server on port 0 over ``models_dir/current``, no file watching."""
+    settings: dict[str, object] = {
+        "model_path": models_dir / CURRENT,
+        "port": 0,
+        "watch_seconds": 0,
+    }
+    settings.update(overrides)
+    return TriageServer(ServeConfig(**settings)).start()  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

@@ -16,11 +16,13 @@ import pytest
 from triage.artifacts import CURRENT, MODEL_FILE, write_artifact
 from triage.batching import BatchingConfig
 from triage.model import TriageModel
-from triage.server.app import ServeConfig, TriageServer
+from triage.server.app import TriageServer
 from triage.training import TrainResult
 from triage.v1 import triage_pb2 as pb
 from triage.v1 import triage_pb2_grpc as pb_grpc
 from triage.workers import ModelWorkerPool
+
+from .conftest import start_server
 
 WORDS = [
     "bank",
@@ -50,19 +52,9 @@ def _texts(n: int) -> list[str]:
     ]
 
 
-def _start(models_dir: Path, **overrides: object) -> TriageServer:
-    settings: dict[str, object] = {
-        "model_path": models_dir / CURRENT,
-        "port": 0,
-        "watch_seconds": 0,
-    }
-    settings.update(overrides)
-    return TriageServer(ServeConfig(**settings)).start()  # type: ignore[arg-type]
-
-
 @pytest.fixture
 def pool_server(models_dir: Path) -> Iterator[TriageServer]:
-    server = _start(models_dir, workers=2)
+    server = start_server(models_dir, workers=2)
     yield server
     server.stop(grace=0)
 
@@ -81,7 +73,7 @@ def _cpu_seconds(pid: int) -> float:
 def test_each_concurrent_caller_gets_its_own_result(
     models_dir: Path, tiny_model: TriageModel, workers: int
 ) -> None:
-    server = _start(models_dir, workers=workers, batching=BatchingConfig(max_batch=16))
+    server = start_server(models_dir, workers=workers, batching=BatchingConfig(max_batch=16))
     texts = _texts(240)
     expected = tiny_model.predict(texts, top_k=3)
     try:
@@ -200,7 +192,7 @@ def test_reload_reaches_every_model_process(
 
 
 def test_shutdown_stops_every_model_process(models_dir: Path) -> None:
-    server = _start(models_dir, workers=2)
+    server = start_server(models_dir, workers=2)
     pool = server.engine
     assert isinstance(pool, ModelWorkerPool)
     processes = [w.process for w in pool._workers if w is not None]
@@ -209,7 +201,7 @@ def test_shutdown_stops_every_model_process(models_dir: Path) -> None:
 
 
 def test_calls_over_the_in_flight_cap_are_shed_at_once(models_dir: Path) -> None:
-    server = _start(models_dir, max_in_flight=2, batching=BatchingConfig(max_batch=1))
+    server = start_server(models_dir, max_in_flight=2, batching=BatchingConfig(max_batch=1))
     slow = "unattended suitcase by the ticket barrier, wires showing " * 60
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:

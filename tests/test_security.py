@@ -19,6 +19,7 @@ from triage.server.security import TlsConfig
 from triage.v1 import triage_pb2 as pb
 from triage.v1 import triage_pb2_grpc as pb_grpc
 
+from .conftest import start_server
 from .pki import Pki, make_pki
 
 TOKEN = "correct-horse-battery-staple-7f3a"
@@ -29,19 +30,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-def _server(models_dir: Path, **overrides: object) -> TriageServer:
-    settings: dict[str, object] = {
-        "model_path": models_dir / CURRENT,
-        "port": 0,
-        "watch_seconds": 0,
-    }
-    settings.update(overrides)
-    return TriageServer(ServeConfig(**settings)).start()  # type: ignore[arg-type]
-
-
 @pytest.fixture
 def mtls_server(models_dir: Path, pki: Pki) -> Iterator[TriageServer]:
-    server = _server(models_dir, tls=TlsConfig(pki.server_cert, pki.server_key, pki.ca_path))
+    server = start_server(models_dir, tls=TlsConfig(pki.server_cert, pki.server_key, pki.ca_path))
     yield server
     server.stop(grace=0)
 
@@ -55,7 +46,7 @@ def _classify(channel: grpc.Channel, **kwargs: object) -> pb.ClassifyResponse:
 
 
 def test_tls_serves_clients_that_trust_its_ca(models_dir: Path, pki: Pki) -> None:
-    server = _server(models_dir, tls=TlsConfig(pki.server_cert, pki.server_key))
+    server = start_server(models_dir, tls=TlsConfig(pki.server_cert, pki.server_key))
     try:
         target = f"localhost:{server.port}"
         with grpc.secure_channel(target, grpc.ssl_channel_credentials(pki.ca)) as channel:
@@ -92,7 +83,7 @@ def test_plaintext_beyond_loopback_needs_insecure(
     with pytest.raises(TriageError, match=r"refusing plaintext on 0\.0\.0\.0"):
         TriageServer(ServeConfig(model_path=models_dir / CURRENT, host="0.0.0.0", port=0))
     caplog.set_level(logging.WARNING)
-    server = _server(models_dir, host="0.0.0.0", insecure=True)
+    server = start_server(models_dir, host="0.0.0.0", insecure=True)
     try:
         assert any("PLAINTEXT" in r.getMessage() for r in caplog.records)
     finally:
@@ -103,7 +94,7 @@ def test_bearer_tokens_guard_the_service_but_not_health(
     models_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    server = _server(models_dir, tokens=("another-token", TOKEN))
+    server = start_server(models_dir, tokens=("another-token", TOKEN))
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             for metadata in (
@@ -135,7 +126,7 @@ def test_token_file_is_required_to_exist(
 
 
 def test_metrics_are_scraped_over_http(models_dir: Path) -> None:
-    server = _server(models_dir, workers=2, metrics_port=0)
+    server = start_server(models_dir, workers=2, metrics_port=0)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             for _ in range(3):

@@ -53,7 +53,8 @@ class ScoreSummary:
     seconds: float = 0.0
     resumed_from: int = 0
     output: str = ""
-    errors_file: str | None = None
+    errors_file: str | None = None  # where bad rows went (local runs)
+    errors_column: str | None = None  # or the output column that holds them (Dask runs)
     model_version: str = ""
 
     @property

@@ -553,7 +553,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         # Before dask is imported; worker processes inherit it. An explicit setting wins.
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
-        result = score_on_dask(
+        summary = score_on_dask(
             DaskJob(
                 spec,
                 args.out,
@@ -565,7 +565,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                 args.overwrite,
             )
         )
-        print(result.describe())
+        _print_summary(summary, "on Dask")
         return EXIT_OK
 
     from triage.batch import ScoreJob, run_score_job
@@ -593,22 +593,31 @@ def cmd_score(args: argparse.Namespace) -> int:
         )
         return 130
     if not args.quiet:
-        print(
-            f"scored {summary.scored:,} of {summary.rows:,} rows with model "
-            f"{summary.model_version} in {summary.seconds:.1f} s "
-            f"({summary.rows_per_s:,.0f} rows/s) -> {summary.output}"
-        )
-        if summary.resumed_from:
-            print(f"  resumed after row {summary.resumed_from:,}")
-        for label, n in summary.labels.most_common():
-            print(f"  {label:<20} {n:>10,}")
-        rate = summary.needs_review / summary.scored if summary.scored else 0.0
-        print(f"  needs review: {summary.needs_review:,} ({rate:.1%})")
-        print(
-            f"  errors: {summary.errors:,}"
-            + (f" (see {summary.errors_file})" if summary.errors_file else "")
-        )
+        _print_summary(summary, "")
     return EXIT_OK
+
+
+def _print_summary(summary: Any, where: str) -> None:
+    """The end-of-run summary of a local or Dask scoring run (a ``ScoreSummary``)."""
+    rate = f" ({summary.rows_per_s:,.0f} rows/s)" if summary.rows_per_s else ""
+    place = f"{where} " if where else ""
+    print(
+        f"scored {summary.scored:,} of {summary.rows:,} rows {place}with model "
+        f"{summary.model_version} in {summary.seconds:.1f} s{rate} -> {summary.output}"
+    )
+    if summary.resumed_from:
+        print(f"  resumed after row {summary.resumed_from:,}")
+    for label, n in summary.labels.most_common():
+        print(f"  {label:<20} {n:>10,}")
+    share = summary.needs_review / summary.scored if summary.scored else 0.0
+    print(f"  needs review: {summary.needs_review:,} ({share:.1%})")
+    if summary.errors_file:
+        detail = f" (see {summary.errors_file})"
+    elif summary.errors_column and summary.errors:
+        detail = f" (rows with a non-empty {summary.errors_column!r} column)"
+    else:
+        detail = ""
+    print(f"  errors: {summary.errors:,}{detail}")
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import shutil
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from triage.archive import ArchiveSpec, expand_inputs
 from triage.artifacts import read_card
+from triage.batch import ScoreSummary
 from triage.errors import TriageError
 from triage.model import TriageModel, load_model, load_model_bytes
 from triage.results import output_format, prediction_record, result_columns
@@ -33,28 +34,6 @@ class DaskJob:
     overwrite: bool = False
 
 
-@dataclass
-class DaskSummary:
-    rows: int = 0
-    scored: int = 0
-    errors: int = 0
-    needs_review: int = 0
-    labels: Counter[str] = field(default_factory=Counter)
-    seconds: float = 0.0
-    output: str = ""
-    model_version: str = ""
-
-    def describe(self) -> str:
-        lines = [
-            f"scored {self.scored:,} of {self.rows:,} rows on Dask with model "
-            f"{self.model_version} in {self.seconds:.1f} s -> {self.output}/ (partitioned)"
-        ]
-        lines += [f"  {label:<20} {n:>10,}" for label, n in self.labels.most_common()]
-        lines.append(f"  needs review: {self.needs_review:,}")
-        lines.append(f"  errors: {self.errors:,} (rows with a non-empty 'error' column)")
-        return "\n".join(lines)
-
-
 @dataclass(frozen=True)
 class ModelBlob:
     """The artifact as bytes: scattered to every worker once, verified there before loading."""
@@ -63,7 +42,7 @@ class ModelBlob:
     model: bytes
 
 
-def score_on_dask(job: DaskJob) -> DaskSummary:
+def score_on_dask(job: DaskJob) -> ScoreSummary:
     """Score the archive partition by partition on the cluster; write partitioned output."""
     try:
         import dask.dataframe as dd
@@ -103,7 +82,9 @@ def score_on_dask(job: DaskJob) -> DaskSummary:
         # one pass computes both the files and the counts.
         _, counts = client.gather(client.compute([write, tallies]))
     totals = counts.sum()
-    summary = DaskSummary(output=str(job.output), model_version=model.version)
+    summary = ScoreSummary(
+        output=str(job.output), model_version=model.version, errors_column="error"
+    )
     summary.rows, summary.errors = int(totals["rows"]), int(totals["errors"])
     summary.needs_review = int(totals["needs_review"])
     summary.labels = Counter(
