@@ -97,8 +97,9 @@ def score_on_dask(job: DaskJob) -> ScoreSummary:
 
 def _client(job: DaskJob, client_type: Any, cluster_type: Any) -> Any:
     if job.scheduler == "local":
+        # ":0": any free port for the scheduler's HTTP endpoint (None still binds 8787).
         cluster = cluster_type(
-            n_workers=job.workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=job.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
         return client_type(cluster, set_as_default=False)
     return client_type(job.scheduler, set_as_default=False)
