@@ -213,7 +213,9 @@ def test_a_call_past_its_deadline_is_not_scored(
     models_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # One report per model call, so calls queue in the batcher behind slow ones.
-    server = TriageServer(_config(models_dir, batching=BatchingConfig(max_batch=1))).start()
+    server = TriageServer(
+        _config(models_dir, workers=1, batching=BatchingConfig(max_batch=1))
+    ).start()
     caplog.set_level(logging.INFO, logger="triage.access")
     slow_text = "suspicious package left at the station entrance by a man " * 30
     try:
@@ -225,7 +227,11 @@ def test_a_call_past_its_deadline_is_not_scored(
                 )
                 for i in range(40)
             ]
-            time.sleep(0.05)
+            assert server.batcher is not None
+            waited = time.monotonic() + 30
+            while server.batcher.queue_depth < 20:  # the late call must queue behind them
+                assert time.monotonic() < waited, "the slow calls never queued"
+                time.sleep(0.005)
             with pytest.raises(grpc.RpcError) as caught:
                 stub.Classify(
                     pb.ClassifyRequest(text="late report", report_id="late"), timeout=0.05
@@ -240,9 +246,8 @@ def test_a_call_past_its_deadline_is_not_scored(
         for r in caplog.records
         if r.name == "triage.access" and '"late"' in r.getMessage()
     ]
-    # gRPC refused it before dispatch, or the batcher dropped it from the queue (see
-    # test_batching.py): either way no model work was done for it.
-    assert all("label" not in entry for entry in late), late
+    # It waited in the batcher's queue past its deadline and was dropped there, unscored.
+    assert late and all("label" not in entry for entry in late), late
     assert all(entry["status"] == "DEADLINE_EXCEEDED" for entry in late)
 
 
