@@ -113,6 +113,34 @@ class ServerProcess:
         """CPU of the server and its model processes."""
         return _tree_cpu(self.process.pid)
 
+    def memory(self) -> list[dict[str, Any]]:
+        """Resident memory of the server process and each model process, in MiB: anonymous
+        (private to the process) and file-backed (the memory-mapped model, shared)."""
+        pids = [self.process.pid, *_descendants(self.process.pid)]
+        rows = []
+        for pid in pids:
+            fields = {}
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "RssAnon", "RssFile"):
+                    fields[key] = int(value.split()[0]) / 1024
+            cmd = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+            role = (
+                "front"
+                if pid == self.process.pid
+                else ("model" if "forkserver" not in cmd else "forkserver")
+            )
+            rows.append(
+                {
+                    "pid": pid,
+                    "role": role,
+                    "rss_mib": fields.get("VmRSS", 0.0),
+                    "anon_mib": fields.get("RssAnon", 0.0),
+                    "file_mib": fields.get("RssFile", 0.0),
+                }
+            )
+        return rows
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=60)
@@ -120,15 +148,23 @@ class ServerProcess:
             self.process.stdout.close()
 
 
+def _descendants(pid: int) -> list[int]:
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return [d for c in children for d in (c, *_descendants(c))]
+
+
 def _tree_cpu(pid: int) -> float:
     total = 0.0
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    for each in (pid, *_descendants(pid)):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return total
-    return total + sum(_tree_cpu(int(child)) for child in children)
+    return total
 
 
 @dataclass(frozen=True)
@@ -278,7 +314,7 @@ def bench_service(
         for name, flags, scenarios, secured in SERVERS:
             server = ServerProcess(model_path, [*flags, *(secure_flags if secured else [])])
             transport = secure if secured else Transport()
-            results[name] = {}
+            results[name] = {"memory": server.memory()}
             try:
                 for label, kind, concurrency, channels in scenarios:
                     call = _unary(texts) if kind == "unary" else _batch(texts)
@@ -343,7 +379,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" in-process single-doc p50 {single:.2f} ms):"
         )
         for name, scenarios in report["service"].items():
-            print(f"  {name}")
+            memory = ", ".join(
+                f"{m['role']} {m['rss_mib']:.0f} MiB ({m['anon_mib']:.0f} own + "
+                f"{m['file_mib']:.0f} file-backed)"
+                for m in scenarios.pop("memory")
+            )
+            print(f"  {name}   [resident memory at start: {memory}]")
             for label, r in scenarios.items():
                 print(
                     f"    {label:<24} {r['items_per_s']:7,.0f} docs/s "

@@ -48,6 +48,16 @@ def score_reports(
 ) -> list[Outcome]:
     """Score every report that passes ``check`` in ONE model call; the others get their error.
     Outcomes follow the order of ``reports``."""
+    return score_valid(reports, check, lambda valid: _predict(model, valid))
+
+
+def score_valid(
+    reports: Sequence[Report],
+    check: Check,
+    score: Callable[[list[Report]], list[Outcome]],
+) -> list[Outcome]:
+    """Refuse the reports that fail ``check``; hand the rest to ``score`` in one call (unless
+    none is left); return one outcome per report, in order."""
     outcomes: list[Outcome] = []
     valid: list[int] = []
     for i, report in enumerate(reports):
@@ -59,14 +69,23 @@ def score_reports(
             outcomes.append(Outcome(report.report_id))
             valid.append(i)
     if valid:
-        most = max(reports[i].top_terms for i in valid)
-        predictions = model.predict([reports[i].text for i in valid], top_k=most)
-        for i, prediction in zip(valid, predictions, strict=True):
-            wanted = reports[i].top_terms
-            if wanted < most:
-                prediction = replace(prediction, top_terms=prediction.top_terms[:wanted])
-            outcomes[i] = Outcome(reports[i].report_id, prediction=prediction)
+        for i, outcome in zip(valid, score([reports[i] for i in valid]), strict=True):
+            outcomes[i] = outcome
     return outcomes
+
+
+def _predict(model: TriageModel, reports: list[Report]) -> list[Outcome]:
+    most = max(r.top_terms for r in reports)
+    predictions = model.predict([r.text for r in reports], top_k=most)
+    return [
+        Outcome(
+            r.report_id,
+            prediction=p
+            if r.top_terms == most
+            else replace(p, top_terms=p.top_terms[: r.top_terms]),
+        )
+        for r, p in zip(reports, predictions, strict=True)
+    ]
 
 
 def score_stream(

@@ -13,7 +13,7 @@ from triage.batching import MicroBatcher
 from triage.errors import DeadlineExceeded, InvalidReport
 from triage.live import ReloadResult
 from triage.model import Prediction
-from triage.scoring import Outcome, Report, require_text
+from triage.scoring import Outcome, Report, require_text, score_valid
 
 MAX_TOP_TERMS = 50
 
@@ -134,24 +134,19 @@ class ClassificationService:
                 f"batch has {len(reports):,} reports, over the limit of "
                 f"{self.limits.max_batch_size:,}; send smaller batches"
             )
-        outcomes: list[Outcome] = []
-        valid: list[int] = []
-        for i, report in enumerate(reports):
-            try:
-                self.validate(report)
-            except InvalidReport as err:
-                outcomes.append(Outcome(report.report_id, error=err))
-            else:
-                outcomes.append(Outcome(report.report_id))
-                valid.append(i)
         if deadline is not None:
             deadline.check()
-        if not valid:
-            return self.engine.card.version, outcomes
         # One lane, one model call: a batch is never split across model versions.
-        version, scored = self.engine.score(next(self._next_lane), [reports[i] for i in valid])
-        for i, outcome in zip(valid, scored, strict=True):
-            outcomes[i] = outcome
+        lane = next(self._next_lane)
+        versions: list[str] = []
+
+        def score(valid: list[Report]) -> list[Outcome]:
+            version, scored = self.engine.score(lane, valid)
+            versions.append(version)
+            return scored
+
+        outcomes = score_valid(reports, self.validate, score)
+        version = versions[0] if versions else self.engine.card.version
         return version, outcomes
 
     def model_info(self) -> ModelInfo:
