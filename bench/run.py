@@ -124,12 +124,7 @@ class ServerProcess:
                 key, _, value = line.partition(":")
                 if key in ("VmRSS", "RssAnon", "RssFile"):
                     fields[key] = int(value.split()[0]) / 1024
-            cmd = Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
-            role = (
-                "front"
-                if pid == self.process.pid
-                else ("model" if "forkserver" not in cmd else "forkserver")
-            )
+            role = "front" if pid == self.process.pid else _role(pid)
             rows.append(
                 {
                     "pid": pid,
@@ -146,6 +141,15 @@ class ServerProcess:
         self.process.wait(timeout=60)
         if self.process.stdout:
             self.process.stdout.close()
+
+
+def _role(pid: int) -> str:
+    """A child of the fork server is a model process; other descendants are helpers (the fork
+    server itself, multiprocessing's resource tracker)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    parent = int(status.split("PPid:")[1].split()[0])
+    parent_cmd = Path(f"/proc/{parent}/cmdline").read_text()
+    return "model" if "forkserver" in parent_cmd else "helper"
 
 
 def _descendants(pid: int) -> list[int]:
