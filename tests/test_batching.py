@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -26,9 +26,16 @@ class GatedScorer:
 
     def __call__(self, lane: int, reports: Sequence[Report]) -> tuple[str, list[Outcome]]:
         self.entered.set()
-        self.gate.wait(10)
+        self.gate.wait(30)
         self.batches.append([r.report_id for r in reports])
         return self.engine.score(lane, reports)
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.005)
 
 
 @pytest.fixture
@@ -47,8 +54,7 @@ def test_a_lone_call_is_scored_at_once_and_a_queue_is_taken_together(engine: Liv
         rest = [
             pool.submit(batcher.submit, Report(f"hacked account {i}", f"r{i}")) for i in range(10)
         ]
-        while batcher.queue_depth < 10:
-            time.sleep(0.01)
+        _wait_for(lambda: batcher.queue_depth == 10)
         scorer.gate.set()
         assert first.result()[1].report_id == "first"
         assert [f.result()[1].report_id for f in rest] == [f"r{i}" for i in range(10)]
@@ -76,10 +82,10 @@ def test_a_full_queue_refuses_at_once(engine: LiveModel) -> None:
     scorer = GatedScorer(engine)
     batcher = MicroBatcher(scorer, lanes=1, config=BatchingConfig(max_batch=1, max_queue=2))
     with ThreadPoolExecutor(4) as pool:
-        calls = [pool.submit(batcher.submit, Report("text", str(i))) for i in range(3)]
-        assert scorer.entered.wait(5)
-        while batcher.queue_depth < 2:
-            time.sleep(0.01)
+        calls = [pool.submit(batcher.submit, Report("text", "0"))]
+        assert scorer.entered.wait(5)  # the lane holds call 0 at the gate: the queue is empty
+        calls += [pool.submit(batcher.submit, Report("text", str(i))) for i in (1, 2)]
+        _wait_for(lambda: batcher.queue_depth == 2)
         with pytest.raises(Overloaded, match="already waiting"):
             batcher.submit(Report("one too many", "x"))
         scorer.gate.set()
