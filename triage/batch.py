@@ -21,7 +21,7 @@ from triage.artifacts import ModelCard, verified_card
 from triage.errors import TriageError
 from triage.model import TriageModel, load_model
 from triage.results import Checkpoint, EncodedChunk, ResultSink, encode_chunk, output_format
-from triage.scoring import Report, score_reports
+from triage.scoring import Report, chunked, score_reports
 
 PROGRESS_VERSION = 1
 Progress = Callable[[int], None]  # called with the number of input rows just finished
@@ -92,7 +92,7 @@ def run_score_job(job: ScoreJob, progress: Progress | None = None) -> ScoreSumma
         resume_from=checkpoint if job.resume else None,
     )
     rows = islice(read_archive(job.archive), summary.rows, None)  # skip what is already done
-    chunks = _chunks(rows, job.chunk_size)
+    chunks = chunked(rows, job.chunk_size)
     try:
         for chunk in _score_in_order(chunks, job, model, fmt):
             checkpoint = sink.write(chunk)
@@ -178,11 +178,6 @@ def _save_state(
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)  # the state always describes complete, synced output
-
-
-def _chunks(rows: Iterator[ArchiveRow], size: int) -> Iterator[list[ArchiveRow]]:
-    while chunk := list(islice(rows, size)):
-        yield chunk
 
 
 def _score_in_order(

@@ -11,7 +11,7 @@ from pathlib import Path
 from triage.artifacts import ModelCard
 from triage.errors import ModelUnavailable
 from triage.model import TriageModel, load_model
-from triage.scoring import Outcome, Report, score_reports
+from triage.scoring import Outcome, Report, accept_all, score_reports
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class LiveModel:
     def score(self, lane: int, reports: Sequence[Report]) -> tuple[str, list[Outcome]]:
         """Score validated reports in one model call; returns the version that scored them."""
         model = self.current
-        return model.version, score_reports(model, reports, _accept)
+        return model.version, score_reports(model, reports, accept_all)
 
     def close(self) -> None:
         """Nothing to release: the model lives in this process."""
@@ -99,10 +99,6 @@ class LiveModel:
         """Whether ``path`` now resolves somewhere else than the serving model came from."""
         source = self._source
         return source is None or self.path.resolve() != source[0]
-
-
-def _accept(report: Report) -> None:
-    """Reports reach the engine validated."""
 
 
 def _sha(card: ModelCard) -> str:

@@ -23,14 +23,9 @@ def expected_calibration_error(
     confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRATION_BINS
 ) -> float:
     """Top-label ECE: the support-weighted gap between confidence and accuracy per bin."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        in_bin = which == b
-        if in_bin.any():
-            total += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(total)
+    table = reliability_table(confidence, correct, bins)
+    total = sum(b["count"] for b in table)
+    return float(sum(b["count"] / total * abs(b["accuracy"] - b["confidence"]) for b in table))
 
 
 def reliability_table(

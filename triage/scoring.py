@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
+from typing import TypeVar
 
 from triage.errors import InvalidReport, TriageError
 from triage.model import DEFAULT_TOP_TERMS, Prediction, TriageModel
 
 Check = Callable[["Report"], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,10 @@ class Outcome:
     report_id: str
     prediction: Prediction | None = None
     error: TriageError | None = None
+
+
+def accept_all(report: Report) -> None:
+    """A check for reports that were validated before they got here."""
 
 
 def require_text(report: Report) -> None:
@@ -88,19 +94,8 @@ def _predict(model: TriageModel, reports: list[Report]) -> list[Outcome]:
     ]
 
 
-def score_stream(
-    model: TriageModel,
-    reports: Iterable[Report],
-    chunk_size: int = 2_000,
-    check: Check = require_text,
-) -> Iterator[list[Outcome]]:
-    """Score an iterable of any length in chunks; memory is bounded by ``chunk_size``."""
-    for chunk in chunked(reports, chunk_size):
-        yield score_reports(model, chunk, check)
-
-
-def chunked(items: Iterable[Report], size: int) -> Iterator[list[Report]]:
-    """Consecutive lists of at most ``size`` items."""
+def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of at most ``size`` items; memory is bounded by ``size``."""
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk

@@ -18,7 +18,7 @@ from triage.artifacts import ModelCard, read_card
 from triage.errors import ModelLoadError, ModelUnavailable
 from triage.live import WARMUP_TEXTS, ReloadResult
 from triage.model import TriageModel, load_model
-from triage.scoring import Outcome, Report, score_reports
+from triage.scoring import Outcome, Report, accept_all, score_reports
 
 log = logging.getLogger(__name__)
 START_SECONDS = 120.0  # a worker that is not ready by then is treated as failed
@@ -217,7 +217,7 @@ def _worker_main(conn: Connection, path: str) -> None:
         kind = message[0]
         try:
             if kind == "score":
-                conn.send(("ok", current.version, score_reports(current, message[1], _accept)))
+                conn.send(("ok", current.version, score_reports(current, message[1], accept_all)))
             elif kind == "prepare":
                 pending = _load(message[1])
                 conn.send(("prepared", pending.version))
@@ -240,10 +240,6 @@ def _load(path: str) -> TriageModel:
     model = load_model(path, mmap=True)
     model.predict(list(WARMUP_TEXTS))
     return model
-
-
-def _accept(report: Report) -> None:
-    """The front process validated every report already."""
 
 
 def _sha(card: ModelCard) -> str:

@@ -12,7 +12,7 @@ DEFAULT_TRAIN = Path("training/data/train.jsonl")
 DEFAULT_TEST = Path("training/data/test.jsonl")
 
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_PROMOTED = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_NOT_PROMOTED = 0, 1, 3  # argparse exits 2 on bad usage
 
 
 def print_json(value: Any) -> None:
