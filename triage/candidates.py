@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import ComplementNB
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
+from triage.features import CachedTfidfVectorizer
 from triage.normalise import TextNormaliser
 
 # Every candidate is Pipeline(normalise -> features -> classifier). The model code relies on
@@ -34,8 +34,8 @@ class Candidate:
     grid: dict[str, list[Any]] = field(default_factory=dict)
 
 
-def _words() -> TfidfVectorizer:
-    return TfidfVectorizer(
+def _words() -> CachedTfidfVectorizer:
+    return CachedTfidfVectorizer(
         analyzer="word",
         ngram_range=(1, 2),
         min_df=2,
@@ -46,9 +46,9 @@ def _words() -> TfidfVectorizer:
     )
 
 
-def _chars() -> TfidfVectorizer:
+def _chars() -> CachedTfidfVectorizer:
     # char_wb n-grams survive typos, odd spellings and run-together words in callers' reports.
-    return TfidfVectorizer(
+    return CachedTfidfVectorizer(
         analyzer="char_wb",
         ngram_range=(2, 5),
         min_df=2,
