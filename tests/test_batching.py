@@ -62,6 +62,26 @@ def test_a_lone_call_is_scored_at_once_and_a_queue_is_taken_together(engine: Liv
     assert scorer.batches == [["first"], [f"r{i}" for i in range(8)], ["r8", "r9"]]
 
 
+def test_a_quiet_service_scores_on_the_callers_own_thread(engine: LiveModel) -> None:
+    def run_on(config: BatchingConfig) -> set[int]:
+        threads: set[int] = set()
+
+        def scorer(lane: int, reports: Sequence[Report]) -> tuple[str, list[Outcome]]:
+            threads.add(threading.get_ident())
+            return engine.score(lane, reports)
+
+        batcher = MicroBatcher(scorer, lanes=2, config=config)
+        for i in range(3):
+            _, outcome = batcher.submit(Report(f"my card was cloned {i}", str(i)))
+            assert outcome.report_id == str(i) and outcome.prediction is not None
+        batcher.close()
+        return threads
+
+    assert run_on(BatchingConfig()) == {threading.get_ident()}  # no hand-off to another thread
+    # Asked to wait for company, a lone call waits on a dispatcher thread instead.
+    assert threading.get_ident() not in run_on(BatchingConfig(max_wait_seconds=0.001))
+
+
 def test_a_deadline_that_passes_in_the_queue_skips_the_work(engine: LiveModel) -> None:
     scorer = GatedScorer(engine)
     batcher = MicroBatcher(scorer, lanes=1)

@@ -40,10 +40,14 @@ class _Pending:
 
 
 class MicroBatcher:
-    """One dispatcher thread per lane takes batches from a shared queue.
+    """Lanes (a model process each, or the in-process model) take batches from a shared queue.
 
-    ``submit`` blocks its caller until its own report is scored; each caller gets exactly the
-    outcome of its own report (futures are bound to reports, never to positions in a batch).
+    A quiet service pays nothing for batching: a call that finds the queue empty and a lane idle
+    is scored at once on its caller's own thread, with no hand-off. Calls that find every lane
+    busy queue up, and one dispatcher thread per lane takes whatever has queued, up to
+    ``max_batch``, as soon as a lane is free. ``submit`` blocks its caller until its own report
+    is scored; each caller gets exactly the outcome of its own report (futures are bound to
+    reports, never to positions in a batch).
     """
 
     def __init__(
@@ -57,13 +61,14 @@ class MicroBatcher:
         self._config = config
         self._on_batch = on_batch
         self._queue: deque[_Pending] = deque()
+        self._idle = list(range(lanes))  # lanes nobody is driving
         self._ready = threading.Condition()
         self._closed = False
+        # With a maximum wait a lone call waits for company, so callers never run it directly.
+        self._callers_run = config.max_wait_seconds <= 0
         self._threads = [
-            threading.Thread(
-                target=self._run_lane, args=(lane,), name=f"batch-lane-{lane}", daemon=True
-            )
-            for lane in range(lanes)
+            threading.Thread(target=self._dispatch, name=f"batch-dispatch-{n}", daemon=True)
+            for n in range(lanes)
         ]
         for thread in self._threads:
             thread.start()
@@ -73,34 +78,49 @@ class MicroBatcher:
         return len(self._queue)
 
     def submit(self, report: Report, deadline: float | None = None) -> tuple[str, Outcome]:
-        """Queue one validated report and wait for its outcome (and the model version)."""
+        """Score one validated report and return its outcome (and the model version)."""
         pending = _Pending(report, deadline, Future())
+        lane: int | None = None
         with self._ready:
             if self._closed:
                 raise Overloaded("the service is shutting down; retry on another replica")
-            if len(self._queue) >= self._config.max_queue:
+            if self._callers_run and not self._queue and self._idle:
+                lane = self._idle.pop()
+            elif len(self._queue) >= self._config.max_queue:
                 raise Overloaded(
                     f"{len(self._queue):,} reports are already waiting to be scored; retry later"
                 )
-            self._queue.append(pending)
-            self._ready.notify()
+            else:
+                self._queue.append(pending)
+                self._ready.notify()
+        if lane is not None:
+            try:
+                self._run(lane, [pending])
+            finally:
+                self._release(lane)
         return pending.future.result()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Finish what is queued, then stop the lanes."""
+        """Finish what is queued, then stop the dispatchers."""
         with self._ready:
             self._closed = True
             self._ready.notify_all()
         for thread in self._threads:
             thread.join(timeout)
 
-    def _take(self) -> list[_Pending] | None:
+    def _release(self, lane: int) -> None:
+        with self._ready:
+            self._idle.append(lane)
+            self._ready.notify()  # a dispatcher may be waiting for a free lane
+
+    def _take(self) -> tuple[int, list[_Pending]] | None:
         config = self._config
         with self._ready:
-            while not self._queue:
-                if self._closed:
+            while not (self._queue and self._idle):
+                if self._closed and not self._queue:
                     return None
                 self._ready.wait()
+            lane = self._idle.pop()
             if config.max_wait_seconds > 0 and len(self._queue) < config.max_batch:
                 until = time.monotonic() + config.max_wait_seconds
                 while len(self._queue) < config.max_batch:
@@ -108,29 +128,38 @@ class MicroBatcher:
                     if left <= 0:
                         break
                     self._ready.wait(left)
-            return [self._queue.popleft() for _ in range(min(config.max_batch, len(self._queue)))]
+            taken = [self._queue.popleft() for _ in range(min(config.max_batch, len(self._queue)))]
+            return lane, taken
 
-    def _run_lane(self, lane: int) -> None:
-        while (batch := self._take()) is not None:
-            now = time.monotonic()
-            live: list[_Pending] = []
-            for pending in batch:
-                if pending.deadline is not None and pending.deadline <= now:
-                    # Waited too long in the queue: the caller has given up, skip the work.
-                    pending.future.set_exception(
-                        DeadlineExceeded("the call's deadline passed while it waited to be scored")
-                    )
-                else:
-                    live.append(pending)
-            if not live:
-                continue
-            if self._on_batch:
-                self._on_batch(len(live))
+    def _dispatch(self) -> None:
+        while (work := self._take()) is not None:
+            lane, batch = work
             try:
-                version, outcomes = self._scorer(lane, [p.report for p in live])
-            except BaseException as err:  # the lane's failure belongs to this batch's callers
-                for pending in live:
-                    pending.future.set_exception(err)
-                continue
-            for pending, outcome in zip(live, outcomes, strict=True):
-                pending.future.set_result((version, outcome))
+                self._run(lane, batch)
+            finally:
+                self._release(lane)
+
+    def _run(self, lane: int, batch: list[_Pending]) -> None:
+        """Score ``batch`` on ``lane`` and settle every caller's future."""
+        now = time.monotonic()
+        live: list[_Pending] = []
+        for pending in batch:
+            if pending.deadline is not None and pending.deadline <= now:
+                # Waited too long in the queue: the caller has given up, skip the work.
+                pending.future.set_exception(
+                    DeadlineExceeded("the call's deadline passed while it waited to be scored")
+                )
+            else:
+                live.append(pending)
+        if not live:
+            return
+        if self._on_batch:
+            self._on_batch(len(live))
+        try:
+            version, outcomes = self._scorer(lane, [p.report for p in live])
+        except BaseException as err:  # the lane's failure belongs to this batch's callers
+            for pending in live:
+                pending.future.set_exception(err)
+            return
+        for pending, outcome in zip(live, outcomes, strict=True):
+            pending.future.set_result((version, outcome))

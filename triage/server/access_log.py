@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from triage.server.wrapping import wrap_handler
+from triage.server.wrapping import WrappingInterceptor, wrap_handler
 from triage.v1 import triage_pb2 as pb
 
 SERVICE_PREFIX = "/triage.v1.TriageService/"
@@ -19,16 +19,12 @@ access_log = logging.getLogger("triage.access")
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
-class AccessLogInterceptor(grpc.ServerInterceptor):
+class AccessLogInterceptor(WrappingInterceptor):
     """Logs TriageService calls to the ``triage.access`` logger; health and reflection are not
     logged (probes would drown the log)."""
 
-    def intercept_service(
-        self, continuation: Callable[[Any], Any], handler_call_details: grpc.HandlerCallDetails
-    ) -> Any:
-        handler = continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or not method.startswith(SERVICE_PREFIX):
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if not method.startswith(SERVICE_PREFIX):
             return handler
         rpc = method[len(SERVICE_PREFIX) :]
         return wrap_handler(

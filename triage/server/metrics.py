@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
-from triage.server.wrapping import wrap_handler
+from triage.server.wrapping import WrappingInterceptor, wrap_handler
 from triage.v1 import triage_pb2 as pb
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -76,19 +76,15 @@ class ServerMetrics:
                     self.needs_review.inc()
 
 
-class MetricsInterceptor(grpc.ServerInterceptor):
+class MetricsInterceptor(WrappingInterceptor):
     """Counts calls by method and code, times them, and tallies their predictions."""
 
     def __init__(self, metrics: ServerMetrics) -> None:
+        super().__init__()
         self.metrics = metrics
 
-    def intercept_service(
-        self, continuation: Callable[[Any], Any], handler_call_details: grpc.HandlerCallDetails
-    ) -> Any:
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method.rsplit("/", 1)[-1]
+    def wrap(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        method = full_method.rsplit("/", 1)[-1]
         m = self.metrics
 
         def unary(behaviour: Callable[..., Any], request: Any, context: Any) -> Any:

@@ -17,7 +17,7 @@ from triage.errors import (
     Overloaded,
     TriageError,
 )
-from triage.server.wrapping import wrap_handler
+from triage.server.wrapping import WrappingInterceptor, wrap_handler
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,11 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the server log"
 
 
-class StatusInterceptor(grpc.ServerInterceptor):
+class StatusInterceptor(WrappingInterceptor):
     """Turns exceptions escaping a servicer into the status code :func:`status_for` picks."""
 
-    def intercept_service(
-        self, continuation: Callable[[Any], Any], handler_call_details: grpc.HandlerCallDetails
-    ) -> Any:
-        handler = continuation(handler_call_details)
-        return wrap_handler(handler, unary=_unary, streaming=_streaming) if handler else None
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        return wrap_handler(handler, unary=_unary, streaming=_streaming)
 
 
 def _unary(behaviour: Callable[..., Any], request: Any, context: grpc.ServicerContext) -> Any:

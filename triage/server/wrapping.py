@@ -1,4 +1,4 @@
-"""Rebuild a gRPC method handler around a wrapper, for whichever of the four call shapes it has."""
+"""Interceptors that wrap a method's handler: rebuilt once per method, for any call shape."""
 
 from __future__ import annotations
 
@@ -33,3 +33,33 @@ def wrap_handler(
 
 def _bind(wrapper: Any, behaviour: Any) -> Callable[[Any, grpc.ServicerContext], Any]:
     return lambda request, context: wrapper(behaviour, request, context)
+
+
+class WrappingInterceptor(grpc.ServerInterceptor):
+    """Base of the interceptors that wrap handlers (status mapping, metrics, access log).
+
+    gRPC asks every interceptor for the handler on every call, on its one polling thread, which
+    makes that work serial. The handler a method resolves to is the same object from call to
+    call, so its wrapped form is built once and kept (rebuilt if the inner handler changes).
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], handler_call_details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method: str = handler_call_details.method
+        kept = self._wrapped.get(method)
+        if kept is not None and kept[0] is handler:
+            return kept[1]
+        wrapped = self.wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)  # only methods that exist: a bounded set
+        return wrapped
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """``handler`` wrapped for ``method`` (a full name, /package.Service/Method)."""
+        raise NotImplementedError
