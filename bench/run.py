@@ -160,9 +160,9 @@ def _descendants(pid: int) -> list[int]:
     return [d for c in children for d in (c, *_descendants(c))]
 
 
-def _tree_cpu(pid: int) -> float:
+def _tree_cpu(pid: int, descend: bool = True) -> float:
     total = 0.0
-    for each in (pid, *_descendants(pid)):
+    for each in (pid, *(_descendants(pid) if descend else ())):
         try:
             fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -277,7 +277,7 @@ SERVERS: list[tuple[str, list[str], list[tuple[str, str, int, int]], bool]] = [
         False,
     ),
     (
-        "default: batching + model processes",
+        "default: batching + model processes + quiet lane",
         [],
         [
             ("unary c1", "unary", 1, 1),
@@ -290,11 +290,38 @@ SERVERS: list[tuple[str, list[str], list[tuple[str, str, int, int]], bool]] = [
         False,
     ),
     ("default + TLS + token auth", [], [("unary c64, 1 channel", "unary", 64, 1)], True),
+    ("default without the quiet lane", ["--no-quiet-lane"], [("unary c1", "unary", 1, 1)], False),
 ]
 
 
+def _in_process_p50(model: TriageModel, texts: list[str], n: int = 200) -> float:
+    """Single-document predict p50, measured right before a c1 run: this machine's speed
+    drifts, so the c1 gap is taken against a figure from the same minute."""
+    times = []
+    for text in texts[:n]:
+        started = time.perf_counter()
+        model.predict([text])
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def _grpc_floor_ms(target: str, transport: Transport, n: int = 300) -> float:
+    """p50 of a health check: what one gRPC round trip costs here, with no model work."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with transport.channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
+        times = []
+        for _ in range(n):
+            started = time.perf_counter()
+            stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
+            times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
 def bench_service(
-    model_path: Path, texts: list[str], seconds: float, repeats: int
+    model: TriageModel, model_path: Path, texts: list[str], seconds: float, repeats: int
 ) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     from tests.pki import make_pki  # a throwaway CA and server certificate
@@ -320,13 +347,22 @@ def bench_service(
             transport = secure if secured else Transport()
             results[name] = {"memory": server.memory()}
             try:
+                results[name]["grpc_floor_ms"] = _grpc_floor_ms(server.target, transport)
                 for label, kind, concurrency, channels in scenarios:
                     call = _unary(texts) if kind == "unary" else _batch(texts)
                     runs = []
                     for _ in range(repeats):
+                        single = _in_process_p50(model, texts) if concurrency == 1 else None
                         cpu_before = server.cpu_seconds()
+                        front_before = _tree_cpu(server.process.pid, descend=False)
                         run = _load(server.target, concurrency, channels, seconds, call, transport)
                         run["server_cpu_cores"] = (server.cpu_seconds() - cpu_before) / seconds
+                        run["front_cpu_cores"] = (
+                            _tree_cpu(server.process.pid, descend=False) - front_before
+                        ) / seconds
+                        if single is not None:
+                            run["in_process_p50_ms"] = single
+                            run["gap_ms"] = run["p50_ms"] - single
                         runs.append(run)
                     results[name][label] = {
                         k: statistics.median(r[k] for r in runs) for k in runs[0]
@@ -374,7 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
     if args.only in (None, "service"):
-        report["service"] = bench_service(args.model, texts, args.seconds, min(args.repeats, 3))
+        report["service"] = bench_service(
+            model, args.model, texts, args.seconds, min(args.repeats, 3)
+        )
         ceiling = report["predict"]["batch_explained_docs_per_s"]
         single = report["predict"]["single_p50_ms"]
         print(
@@ -382,19 +420,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" ceiling = in-process batched predict with explanations, {ceiling:,.0f} docs/s;"
             f" in-process single-doc p50 {single:.2f} ms):"
         )
-        for name, scenarios in report["service"].items():
+        for name, recorded in report["service"].items():
+            scenarios = dict(recorded)  # latest.json keeps everything; printing pops
             memory = ", ".join(
                 f"{m['role']} {m['rss_mib']:.0f} MiB ({m['anon_mib']:.0f} own + "
                 f"{m['file_mib']:.0f} file-backed)"
                 for m in scenarios.pop("memory")
             )
+            floor = scenarios.pop("grpc_floor_ms")
             print(f"  {name}   [resident memory at start: {memory}]")
+            print(f"    gRPC round trip with no model work (health check p50): {floor:.2f} ms")
             for label, r in scenarios.items():
+                gap = (
+                    f"  [in-process p50 just before {r['in_process_p50_ms']:.2f} ms: "
+                    f"+{r['gap_ms']:.2f} ms]"
+                    if "gap_ms" in r
+                    else ""
+                )
                 print(
                     f"    {label:<24} {r['items_per_s']:7,.0f} docs/s "
                     f"({r['items_per_s'] / ceiling:5.0%} of ceiling)  p50 {r['p50_ms']:7.2f} ms"
                     f"  p99 {r['p99_ms']:7.2f} ms  server CPU {r['server_cpu_cores']:.2f}"
-                    f"  load-generator CPU {r['client_cpu_cores']:.2f} cores"
+                    f" (front {r['front_cpu_cores']:.2f})"
+                    f"  load-generator CPU {r['client_cpu_cores']:.2f} cores{gap}"
                 )
     if args.only in (None, "batch"):
         from batch_bench import bench_batch

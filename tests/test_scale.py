@@ -6,7 +6,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,8 +14,9 @@ import grpc
 import pytest
 
 from triage.artifacts import CURRENT, MODEL_FILE, write_artifact
-from triage.batching import BatchingConfig
+from triage.batching import BatchingConfig, MicroBatcher
 from triage.model import TriageModel
+from triage.scoring import Outcome, Report
 from triage.server.app import TriageServer
 from triage.training import TrainResult
 from triage.v1 import triage_pb2 as pb
@@ -127,6 +128,37 @@ def test_one_channel_keeps_several_model_processes_busy(pool_server: TriageServe
     assert all(seconds > 0.3 for seconds in used.values()), used
 
 
+def test_lone_calls_take_the_quiet_lane_and_concurrent_ones_the_processes(
+    models_dir: Path, tiny_model: TriageModel
+) -> None:
+    pool = ModelWorkerPool(models_dir / CURRENT, 2, quiet_lane=True)
+    pool.reload()
+    lanes: list[int] = []
+
+    def scorer(lane: int, reports: Sequence[Report]) -> tuple[str, list[Outcome]]:
+        lanes.append(lane)
+        return pool.score(lane, reports)
+
+    batcher = MicroBatcher(scorer, pool.lanes, quiet_lane=pool.quiet_lane)
+    texts = _texts(64)
+    expected = tiny_model.predict(texts)
+    try:
+        alone = [batcher.submit(Report(t, str(i)))[1] for i, t in enumerate(texts[:5])]
+        assert lanes == [2] * 5  # one at a time: always in this process, no round trip
+        lanes.clear()
+        with ThreadPoolExecutor(16) as callers:
+            together = list(
+                callers.map(lambda i: batcher.submit(Report(texts[i], str(i)))[1], range(64))
+            )
+    finally:
+        batcher.close()
+        pool.close()
+    assert {0, 1} <= set(lanes)  # concurrent calls spread over the model processes
+    for i, outcome in [*enumerate(alone), *enumerate(together)]:
+        assert outcome.report_id == str(i) and outcome.prediction is not None
+        assert dict(outcome.prediction.scores) == pytest.approx(dict(expected[i].scores), abs=1e-9)
+
+
 def test_a_killed_model_process_is_replaced(pool_server: TriageServer) -> None:
     pool = pool_server.engine
     assert isinstance(pool, ModelWorkerPool)
@@ -170,6 +202,8 @@ def test_reload_reaches_every_model_process(
             for _ in range(6)
         }
         assert versions == {"v2"}  # batches rotate over both processes
+        # A lone unary call is scored by the server process's own copy: switched as well.
+        assert stub.Classify(pb.ClassifyRequest(text="hacked"), timeout=30).model_version == "v2"
         write_artifact(models_dir, "v3", tiny_result.pipeline, tiny_result.card)
         (models_dir / "v3" / MODEL_FILE).write_bytes(b"tampered")
         _switch(models_dir, "v3")
@@ -183,6 +217,7 @@ def test_reload_reaches_every_model_process(
             for _ in range(6)
         }
         assert versions == {"v2"}
+        assert stub.Classify(pb.ClassifyRequest(text="hacked"), timeout=30).model_version == "v2"
     assert (
         pool_server.metrics.registry.get_sample_value(
             "triage_model_reloads_total", {"outcome": "failure"}

@@ -56,12 +56,17 @@ class MicroBatcher:
         lanes: int,
         config: BatchingConfig = BatchingConfig(),
         on_batch: BatchObserver | None = None,
+        quiet_lane: int | None = None,
     ) -> None:
         self._scorer = scorer
         self._config = config
         self._on_batch = on_batch
         self._queue: deque[_Pending] = deque()
+        self._lanes = lanes
         self._idle = list(range(lanes))  # lanes nobody is driving
+        # An extra lane only for a call that finds nothing else in flight (see ModelWorkerPool).
+        self._quiet_lane = quiet_lane
+        self._quiet_free = quiet_lane is not None
         self._ready = threading.Condition()
         self._closed = False
         # With a maximum wait a lone call waits for company, so callers never run it directly.
@@ -85,7 +90,10 @@ class MicroBatcher:
             if self._closed:
                 raise Overloaded("the service is shutting down; retry on another replica")
             if self._callers_run and not self._queue and self._idle:
-                lane = self._idle.pop()
+                if self._quiet_free and len(self._idle) == self._lanes:
+                    lane, self._quiet_free = self._quiet_lane, False
+                else:
+                    lane = self._idle.pop()
             elif len(self._queue) >= self._config.max_queue:
                 raise Overloaded(
                     f"{len(self._queue):,} reports are already waiting to be scored; retry later"
@@ -110,6 +118,9 @@ class MicroBatcher:
 
     def _release(self, lane: int) -> None:
         with self._ready:
+            if lane == self._quiet_lane:
+                self._quiet_free = True
+                return
             self._idle.append(lane)
             self._ready.notify()  # a dispatcher may be waiting for a free lane
 

@@ -42,6 +42,14 @@ def add_parser(sub: Any, env: Mapping[str, str]) -> None:
         "default: the machine's cores)",
     )
     p.add_argument(
+        "--no-quiet-lane",
+        action="store_true",
+        default=env.get("TRIAGE_QUIET_LANE", "on") == "off",
+        help="with --workers: keep no model copy in the server process for calls that arrive "
+        "alone (saves ~140 MiB; a lone call then pays a round trip to a model process) "
+        "(env TRIAGE_QUIET_LANE=off)",
+    )
+    p.add_argument(
         "--no-batching",
         action="store_true",
         default=env.get("TRIAGE_BATCHING", "on") == "off",
@@ -169,6 +177,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        quiet_lane=not args.no_quiet_lane,
         batching=None
         if args.no_batching
         else BatchingConfig(args.batch_max_size, args.batch_max_wait_ms / 1000),

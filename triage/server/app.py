@@ -42,6 +42,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     workers: int = 0  # model processes; 0: score in this process
+    quiet_lane: bool = True  # with workers: a copy of the model here for calls arriving alone
     batching: BatchingConfig | None = field(default_factory=BatchingConfig)  # None: off
     max_in_flight: int = 256  # calls at once; beyond it RESOURCE_EXHAUSTED at once
     limits: Limits = field(default_factory=Limits)
@@ -67,7 +68,7 @@ class TriageServer:
             )
         self.metrics = ServerMetrics()
         self.engine: Engine = (
-            ModelWorkerPool(config.model_path, config.workers)
+            ModelWorkerPool(config.model_path, config.workers, config.quiet_lane)
             if config.workers > 0
             else LiveModel(config.model_path)
         )
@@ -77,6 +78,9 @@ class TriageServer:
                 self.engine.lanes,
                 config.batching,
                 on_batch=self.metrics.batch_size.observe,
+                quiet_lane=(
+                    self.engine.quiet_lane if isinstance(self.engine, ModelWorkerPool) else None
+                ),
             )
             if config.batching is not None
             else None
