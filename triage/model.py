@@ -14,6 +14,7 @@ from sklearn.pipeline import Pipeline
 from triage.artifacts import ModelCard, load_artifact, load_artifact_bytes
 from triage.candidates import CLASSIFIER
 from triage.explain import TermExplainer, Terms
+from triage.forward import ForwardPass
 
 DEFAULT_TOP_TERMS = 5
 
@@ -47,6 +48,7 @@ class TriageModel:
         self.version = card.version
         self.review_threshold = card.review_threshold
         self._explainer = TermExplainer(pipeline)
+        self._forward = ForwardPass.of(pipeline)  # None: a shape scikit-learn runs as usual
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities, one row per text, columns in ``labels`` order."""
@@ -58,8 +60,12 @@ class TriageModel:
         if len(texts) == 0:
             return []
         with _fitted_model_context():
-            features = self.pipeline[:-1].transform(list(texts))
-            proba = np.asarray(self.pipeline.named_steps[CLASSIFIER].predict_proba(features))
+            if self._forward is not None:
+                features = self._forward.features(texts)
+                proba = self._forward.predict_proba(features)
+            else:
+                features = self.pipeline[:-1].transform(list(texts))
+                proba = np.asarray(self.pipeline.named_steps[CLASSIFIER].predict_proba(features))
         best = proba.argmax(axis=1)
         terms = self._explainer.top_terms(features, best, top_k)
         order = np.argsort(-proba, axis=1, kind="stable")
