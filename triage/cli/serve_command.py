@@ -46,8 +46,8 @@ def add_parser(sub: Any, env: Mapping[str, str]) -> None:
         action="store_true",
         default=env.get("TRIAGE_QUIET_LANE", "on") == "off",
         help="with --workers: keep no model copy in the server process for calls that arrive "
-        "alone (saves ~140 MiB; a lone call then pays a round trip to a model process) "
-        "(env TRIAGE_QUIET_LANE=off)",
+        "alone (saves ~35 MiB for the default model; a lone call then pays a round trip to a "
+        "model process) (env TRIAGE_QUIET_LANE=off)",
     )
     p.add_argument(
         "--no-batching",
