@@ -324,13 +324,8 @@ def _paired_c1(
             served.append((time.perf_counter() - middle) * 1000)
             i += 1
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-    client_cpu = sum(local) / 1000  # the in-process predicts are not load generation
-    client_cpu = max(
-        0.0,
-        (cpu_after.ru_utime - cpu_before.ru_utime)
-        + (cpu_after.ru_stime - cpu_before.ru_stime)
-        - client_cpu,
-    )
+    used = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    client_cpu = max(0.0, used - sum(local) / 1000)  # the in-process predicts are not load
     return {
         "calls_per_s": len(served) / (sum(served) / 1000),
         "items_per_s": len(served) / (sum(served) / 1000),

@@ -52,20 +52,13 @@ class TriageModel:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities, one row per text, columns in ``labels`` order."""
-        with _fitted_model_context():
-            return np.asarray(self.pipeline.predict_proba(list(texts)))
+        return self._features_and_proba(texts)[1]
 
     def predict(self, texts: Sequence[str], top_k: int = DEFAULT_TOP_TERMS) -> list[Prediction]:
         """Score ``texts`` in one vectorised call; ``top_k`` explanation terms each (0: none)."""
         if len(texts) == 0:
             return []
-        with _fitted_model_context():
-            if self._forward is not None:
-                features = self._forward.features(texts)
-                proba = self._forward.predict_proba(features)
-            else:
-                features = self.pipeline[:-1].transform(list(texts))
-                proba = np.asarray(self.pipeline.named_steps[CLASSIFIER].predict_proba(features))
+        features, proba = self._features_and_proba(texts)
         best = proba.argmax(axis=1)
         terms = self._explainer.top_terms(features, best, top_k)
         order = np.argsort(-proba, axis=1, kind="stable")
@@ -80,6 +73,15 @@ class TriageModel:
             )
             for i in range(len(texts))
         ]
+
+    def _features_and_proba(self, texts: Sequence[str]) -> tuple[Any, np.ndarray]:
+        with _fitted_model_context():
+            if self._forward is not None:
+                features = self._forward.features(texts)
+                return features, self._forward.predict_proba(features)
+            features = self.pipeline[:-1].transform(list(texts))
+            proba = self.pipeline.named_steps[CLASSIFIER].predict_proba(features)
+            return features, np.asarray(proba)
 
 
 def load_model(path: Path | str, mmap: bool = False) -> TriageModel:
