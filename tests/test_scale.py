@@ -226,6 +226,23 @@ def test_reload_reaches_every_model_process(
     )
 
 
+def test_without_the_quiet_lane_lone_calls_go_to_a_model_process(models_dir: Path) -> None:
+    server = start_server(models_dir, workers=2, quiet_lane=False)
+    try:
+        pool = server.engine
+        assert isinstance(pool, ModelWorkerPool) and pool.quiet_lane is None
+        pids = [pid for pid in pool.pids() if pid is not None]
+        before = sum(_cpu_seconds(pid) for pid in pids)
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.TriageServiceStub(channel)
+            text = "my bank card was cloned and used abroad " * 20
+            for _ in range(40):
+                assert stub.Classify(pb.ClassifyRequest(text=text), timeout=30).label
+        assert sum(_cpu_seconds(pid) for pid in pids) - before > 0.02  # scored over there
+    finally:
+        server.stop(grace=0)
+
+
 def test_shutdown_stops_every_model_process(models_dir: Path) -> None:
     server = start_server(models_dir, workers=2)
     pool = server.engine
