@@ -40,6 +40,7 @@ lint: dev
 	$(VENV)/bin/ruff check triage tests bench training
 	$(VENV)/bin/ruff format --check triage tests bench training
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: dev
 	$(VENV)/bin/ruff format triage tests bench training

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from triage.model import TriageModel
+from triage.core.model import TriageModel
 
 # Runs `triage score` as a child and prints the largest resident set of any process under it
 # (the scoring process or one of its workers), in KiB, on the last line.
@@ -51,7 +51,7 @@ def in_memory_rate(model: TriageModel, texts: list[str], repeats: int) -> float:
 
 
 def _predict_alongside(model_path: str, sample: list[str], start: Any, rates: Any) -> None:
-    from triage.model import load_model
+    from triage.core.model import load_model
 
     model = load_model(model_path)
     model.predict(sample[:200], top_k=0)  # warm

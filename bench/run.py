@@ -25,9 +25,9 @@ from typing import Any
 
 import grpc
 
-from triage.corpus import read_labelled
-from triage.model import TriageModel, load_model
-from triage.training import TrainConfig, train
+from triage.core.model import TriageModel, load_model
+from triage.training.corpus import read_labelled
+from triage.training.train import TrainConfig, train
 from triage.v1 import triage_pb2 as pb
 from triage.v1 import triage_pb2_grpc as pb_grpc
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from triage.artifacts import CURRENT, promote, write_artifact
-from triage.corpus import read_labelled
-from triage.model import TriageModel, load_model
-from triage.server.app import ServeConfig, TriageServer
-from triage.training import TrainConfig, TrainResult, train
+from triage.core.artifacts import CURRENT, promote, write_artifact
+from triage.core.model import TriageModel, load_model
+from triage.rpc.app import ServeConfig, TriageServer
+from triage.training.corpus import read_labelled
+from triage.training.train import TrainConfig, TrainResult, train
 
 DATA = Path(__file__).parent / "data"
 TINY = DATA / "tiny.jsonl"

@@ -16,12 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from triage.archive import ArchiveSpec, count_rows, read_archive
-from triage.batch import ScoreJob, progress_path_for, run_score_job
+from triage.archive.local_job import ScoreJob, progress_path_for, run_score_job
+from triage.archive.readers import ArchiveSpec, count_rows, read_archive
 from triage.cli import main
-from triage.corpus import read_labelled
-from triage.errors import DataFileError, TriageError
-from triage.model import TriageModel
+from triage.core.errors import DataFileError, TriageError
+from triage.core.model import TriageModel
+from triage.training.corpus import read_labelled
 
 from .conftest import TINY
 

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from triage.batching import BatchingConfig, MicroBatcher
-from triage.errors import DeadlineExceeded, Overloaded
-from triage.live import LiveModel
-from triage.scoring import Outcome, Report
+from triage.core.errors import DeadlineExceeded, Overloaded
+from triage.core.scoring import Outcome, Report
+from triage.runtime.live import LiveModel
+from triage.runtime.microbatch import BatchingConfig, MicroBatcher
 
 
 class GatedScorer:

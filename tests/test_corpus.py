@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from triage.corpus import read_labelled
-from triage.errors import DataFileError
+from triage.core.errors import DataFileError
+from triage.training.corpus import read_labelled
 
 
 def _jsonl(path: Path, rows: list[dict[str, object]]) -> Path:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from triage.archive import ArchiveSpec
-from triage.batch import ScoreJob, run_score_job
-from triage.corpus import read_labelled
-from triage.dask_scoring import DaskJob, score_on_dask
+from triage.archive.dask_job import DaskJob, score_on_dask
+from triage.archive.local_job import ScoreJob, run_score_job
+from triage.archive.readers import ArchiveSpec
+from triage.training.corpus import read_labelled
 
 from .conftest import TINY
 

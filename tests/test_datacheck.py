@@ -2,7 +2,7 @@ import json
 from pathlib import Path
 
 from triage.cli import main
-from triage.datacheck import check_files
+from triage.training.datacheck import check_files
 
 from .conftest import REPO
 

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from triage import features
-from triage.corpus import read_labelled
-from triage.features import CachedTfidfVectorizer
+from triage.core import features
+from triage.core.features import CachedTfidfVectorizer
+from triage.training.corpus import read_labelled
 
 from .conftest import TINY
 

@@ -4,10 +4,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.pipeline import Pipeline
 
-from triage.candidates import CANDIDATES, CLASSIFIER, get_candidate
-from triage.corpus import read_labelled
-from triage.forward import ForwardPass
-from triage.model import TriageModel
+from triage.core.forward import ForwardPass
+from triage.core.model import TriageModel
+from triage.core.pipeline import CLASSIFIER
+from triage.training.candidates import CANDIDATES, get_candidate
+from triage.training.corpus import read_labelled
 
 from .conftest import TINY
 from .test_features import AWKWARD

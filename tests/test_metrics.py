@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from triage.metrics import (
+from triage.training.metrics import (
     REVIEW_EVERYTHING,
     choose_review_threshold,
     evaluate,

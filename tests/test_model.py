@@ -3,9 +3,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from triage.corpus import read_labelled
-from triage.model import TriageModel
-from triage.training import train
+from triage.core.model import TriageModel
+from triage.training.corpus import read_labelled
+from triage.training.train import train
 
 from .conftest import TINY, TINY_CONFIG
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from triage.artifacts import CURRENT
-from triage.server.app import ServeConfig, TriageServer
+from triage.core.artifacts import CURRENT
+from triage.rpc.app import ServeConfig, TriageServer
 
 NODE_DIR = Path(__file__).parent / "node"
 

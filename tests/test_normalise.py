@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from triage.normalise import TextNormaliser, normalise_text
+from triage.core.normalise import TextNormaliser, normalise_text
 
 
 def test_nfkc_folds_compatibility_characters() -> None:

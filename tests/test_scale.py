@@ -13,15 +13,15 @@ from pathlib import Path
 import grpc
 import pytest
 
-from triage.artifacts import CURRENT, MODEL_FILE, write_artifact
-from triage.batching import BatchingConfig, MicroBatcher
-from triage.model import TriageModel
-from triage.scoring import Outcome, Report
-from triage.server.app import TriageServer
-from triage.training import TrainResult
+from triage.core.artifacts import CURRENT, MODEL_FILE, write_artifact
+from triage.core.model import TriageModel
+from triage.core.scoring import Outcome, Report
+from triage.rpc.app import TriageServer
+from triage.runtime.microbatch import BatchingConfig, MicroBatcher
+from triage.runtime.model_processes import ModelWorkerPool
+from triage.training.train import TrainResult
 from triage.v1 import triage_pb2 as pb
 from triage.v1 import triage_pb2_grpc as pb_grpc
-from triage.workers import ModelWorkerPool
 
 from .conftest import start_server
 

@@ -11,11 +11,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from triage.artifacts import CURRENT
 from triage.cli import main
-from triage.errors import TriageError
-from triage.server.app import ServeConfig, TriageServer
-from triage.server.security import TlsConfig
+from triage.core.artifacts import CURRENT
+from triage.core.errors import TriageError
+from triage.rpc.app import ServeConfig, TriageServer
+from triage.rpc.security import TlsConfig
 from triage.v1 import triage_pb2 as pb
 from triage.v1 import triage_pb2_grpc as pb_grpc
 

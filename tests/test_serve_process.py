@@ -15,8 +15,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from triage.artifacts import CURRENT, write_artifact
-from triage.training import TrainResult
+from triage.core.artifacts import CURRENT, write_artifact
+from triage.training.train import TrainResult
 from triage.v1 import triage_pb2 as pb
 from triage.v1 import triage_pb2_grpc as pb_grpc
 

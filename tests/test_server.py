@@ -18,13 +18,13 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from triage.artifacts import CURRENT, MODEL_FILE, write_artifact
-from triage.batching import BatchingConfig
-from triage.model import TriageModel
-from triage.server.app import ServeConfig, TriageServer
-from triage.server.status import StatusInterceptor
-from triage.service import Limits
-from triage.training import TrainResult
+from triage.core.artifacts import CURRENT, MODEL_FILE, write_artifact
+from triage.core.model import TriageModel
+from triage.rpc.app import ServeConfig, TriageServer
+from triage.rpc.status import StatusInterceptor
+from triage.runtime.microbatch import BatchingConfig
+from triage.runtime.service import Limits
+from triage.training.train import TrainResult
 from triage.v1 import triage_pb2 as pb
 from triage.v1 import triage_pb2_grpc as pb_grpc
 
@@ -195,7 +195,7 @@ def test_health_is_serving_only_after_the_model_is_loaded(models_dir: Path) -> N
 
 
 def test_a_server_without_a_loadable_model_refuses_to_start(tmp_path: Path) -> None:
-    from triage.errors import ModelLoadError
+    from triage.core.errors import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="no model card"):
         TriageServer(_config(tmp_path)).start()
@@ -214,16 +214,25 @@ def test_a_call_past_its_deadline_is_not_scored(
 ) -> None:
     # One report per model call, so calls queue in the batcher behind slow ones.
     server = TriageServer(
-        _config(models_dir, workers=1, batching=BatchingConfig(max_batch=1))
+        _config(
+            models_dir,
+            workers=1,
+            batching=BatchingConfig(max_batch=1),
+            limits=Limits(max_text_chars=100_000),
+        )
     ).start()
     caplog.set_level(logging.INFO, logger="triage.access")
-    slow_text = "suspicious package left at the station entrance by a man " * 30
+    # Words never seen before, so no call is cheap (the features cache words it has seen):
+    # the twenty queued calls take far longer than the late call's deadline.
+    def slow_text(i: int) -> str:
+        return " ".join(f"parcel{i}x{j} left by a man" for j in range(1500))
+
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = pb_grpc.TriageServiceStub(channel)
             busy = [
                 stub.Classify.future(
-                    pb.ClassifyRequest(text=slow_text, report_id=f"b{i}"), timeout=60
+                    pb.ClassifyRequest(text=slow_text(i), report_id=f"b{i}"), timeout=60
                 )
                 for i in range(40)
             ]

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from triage.artifacts import write_artifact
-from triage.corpus import read_labelled
-from triage.model import load_model
-from triage.training import TrainConfig, train
+from triage.core.artifacts import write_artifact
+from triage.core.model import load_model
+from triage.training.corpus import read_labelled
+from triage.training.train import TrainConfig, train
 
 from .conftest import REPO
 

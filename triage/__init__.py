@@ -8,13 +8,13 @@ __version__ = "0.1.0"
 __all__ = ["Prediction", "TriageModel", "__version__", "load_model"]
 
 if TYPE_CHECKING:
-    from triage.model import Prediction, TriageModel, load_model
+    from triage.core.model import Prediction, TriageModel, load_model
 
 
 def __getattr__(name: str) -> Any:
     # Lazy, so `import triage` (and the CLI's --help) stays fast and scikit-learn loads on use.
     if name in ("Prediction", "TriageModel", "load_model"):
-        from triage import model
+        from triage.core import model
 
         return getattr(model, name)
     raise AttributeError(f"module 'triage' has no attribute {name!r}")

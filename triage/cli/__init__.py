@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from triage.cli import model_commands, score_command, serve_command
 from triage.cli.common import EXIT_ERROR, EXIT_NOT_PROMOTED
-from triage.errors import PromotionRefused, TriageError
+from triage.core.errors import PromotionRefused, TriageError
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

@@ -18,7 +18,7 @@ from triage.cli.common import (
     EXIT_OK,
     print_json,
 )
-from triage.errors import PromotionRefused, TriageError
+from triage.core.errors import PromotionRefused, TriageError
 
 log = logging.getLogger("triage")
 
@@ -106,12 +106,12 @@ def add_parsers(sub: Any, env: Mapping[str, str]) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from triage.artifacts import new_version, resolve_current, write_artifact
-    from triage.candidates import DEFAULT_CANDIDATE
-    from triage.corpus import read_labelled
-    from triage.metrics import format_report
-    from triage.promotion import gate_and_promote
-    from triage.training import TrainConfig, train
+    from triage.core.artifacts import new_version, resolve_current, write_artifact
+    from triage.training.candidates import DEFAULT_CANDIDATE
+    from triage.training.corpus import read_labelled
+    from triage.training.metrics import format_report
+    from triage.training.promotion import gate_and_promote
+    from triage.training.train import TrainConfig, train
 
     if args.if_missing and resolve_current(args.out) is not None:
         print(f"{args.out / 'current'} exists: nothing to train")
@@ -168,9 +168,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from triage.corpus import read_labelled
-    from triage.metrics import evaluate, format_report
-    from triage.model import load_model
+    from triage.core.model import load_model
+    from triage.training.corpus import read_labelled
+    from triage.training.metrics import evaluate, format_report
 
     model = load_model(args.model)
     data = read_labelled(args.data, known_labels=set(model.labels))
@@ -179,7 +179,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     result["model_version"] = model.version
     if args.plots is not None:
-        from triage.plots import write_plots
+        from triage.training.plots import write_plots
 
         result["plots"] = [str(p) for p in write_plots(result, args.plots)]
     if args.format == "json":
@@ -192,7 +192,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from triage.model import load_model
+    from triage.core.model import load_model
 
     text = sys.stdin.read() if args.text == "-" else args.text
     if not text.strip():
@@ -243,7 +243,7 @@ def _classify_remote(target: str, text: str, top_terms: int) -> dict[str, Any]:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from triage.artifacts import promote, resolve_current
+    from triage.core.artifacts import promote, resolve_current
 
     previous = resolve_current(args.models)
     promote(args.models, args.version, reason="manual")
@@ -252,9 +252,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from triage.compare import compare_candidates, format_comparison
-    from triage.corpus import read_labelled
-    from triage.training import TrainConfig
+    from triage.training.compare import compare_candidates, format_comparison
+    from triage.training.corpus import read_labelled
+    from triage.training.train import TrainConfig
 
     data = read_labelled(args.data)
     test = read_labelled(args.test, known_labels=set(data.labels)) if args.test else None
@@ -269,7 +269,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from triage.datacheck import check_files, format_check
+    from triage.training.datacheck import check_files, format_check
 
     report = check_files(args.files)
     if args.format == "json":

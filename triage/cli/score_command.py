@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from triage.cli.common import DEFAULT_MODEL, EXIT_OK
-from triage.errors import TriageError
+from triage.core.errors import TriageError
 
 
 def add_parser(sub: Any, env: Mapping[str, str]) -> None:
@@ -52,13 +52,13 @@ def add_parser(sub: Any, env: Mapping[str, str]) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from triage.archive import ArchiveSpec, count_rows
+    from triage.archive.readers import ArchiveSpec, count_rows
 
     if args.chunk_size < 1 or args.workers < 1:
         raise TriageError("--chunk-size and --workers must be at least 1")
     spec = ArchiveSpec(tuple(args.inputs), args.text_column, args.id_column)
     if args.dask:
-        from triage.dask_scoring import DaskJob, score_on_dask
+        from triage.archive.dask_job import DaskJob, score_on_dask
 
         # Before dask is imported; worker processes inherit it. An explicit setting wins.
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
@@ -78,8 +78,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         print_summary(summary, "on Dask")
         return EXIT_OK
 
-    from triage.batch import ScoreJob, run_score_job
-    from triage.progress import ProgressDisplay
+    from triage.archive.local_job import ScoreJob, run_score_job
+    from triage.archive.progress import ProgressDisplay
 
     job = ScoreJob(
         spec,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from triage.cli.common import DEFAULT_MODEL
-from triage.errors import TriageError
+from triage.core.errors import TriageError
 
 
 def add_parser(sub: Any, env: Mapping[str, str]) -> None:
@@ -162,10 +162,10 @@ def add_parser(sub: Any, env: Mapping[str, str]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from triage.batching import BatchingConfig
-    from triage.server.app import ServeConfig, serve
-    from triage.server.security import TlsConfig
-    from triage.service import Limits
+    from triage.rpc.app import ServeConfig, serve
+    from triage.rpc.security import TlsConfig
+    from triage.runtime.microbatch import BatchingConfig
+    from triage.runtime.service import Limits
 
     if (args.tls_cert is None) != (args.tls_key is None):
         raise TriageError("--tls-cert and --tls-key go together")

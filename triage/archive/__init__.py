@@ -1,0 +1,1 @@
+"""Scoring archives offline: file readers and writers, the local job and the Dask job."""

@@ -1,0 +1,242 @@
+"""Write scored rows (CSV, JSONL, Parquet) and bad rows, chunk by chunk, resumably."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from triage.archive.readers import ArchiveRow
+from triage.core.errors import DataFileError
+from triage.core.model import Prediction
+from triage.core.scoring import Outcome
+
+OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+
+
+def output_format(path: Path) -> str:
+    """The format named by ``path``'s extension."""
+    try:
+        return OUTPUT_FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise DataFileError(path, "output must end in .csv, .jsonl or .parquet") from None
+
+
+def result_columns(labels: Sequence[str], with_terms: bool) -> list[str]:
+    """Output columns: id, label, confidence, needs_review, prob_<label>..., model_version."""
+    columns = ["id", "label", "confidence", "needs_review"]
+    columns += [f"prob_{label}" for label in labels]
+    columns.append("model_version")
+    if with_terms:
+        columns.append("top_terms")
+    return columns
+
+
+@dataclass
+class EncodedChunk:
+    """One chunk, ready to append: the payload, its bad rows and its tallies."""
+
+    payload: Any  # bytes for CSV/JSONL, a pyarrow.Table for Parquet
+    rows: int
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    labels: Counter[str] = field(default_factory=Counter)
+    needs_review: int = 0
+
+
+def encode_chunk(
+    rows: Sequence[ArchiveRow],
+    outcomes: Sequence[Outcome],
+    labels: Sequence[str],
+    fmt: str,
+    with_terms: bool,
+) -> EncodedChunk:
+    """Turn a scored chunk into output records (input order) and error records."""
+    records: list[dict[str, Any]] = []
+    chunk = EncodedChunk(payload=b"", rows=len(rows))
+    for row, outcome in zip(rows, outcomes, strict=True):
+        p = outcome.prediction
+        if p is None:
+            reason = str(outcome.error) if outcome.error else "not scored"
+            chunk.errors.append(
+                {"source": row.source, "row": row.row, "id": row.id, "reason": reason}
+            )
+            continue
+        records.append(prediction_record(row.id, p, labels, with_terms))
+        chunk.labels[p.label] += 1
+        chunk.needs_review += p.needs_review
+    columns = result_columns(labels, with_terms)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows([r[c] for c in columns] for r in records)
+        chunk.payload = buffer.getvalue().encode("utf-8")
+    elif fmt == "jsonl":
+        chunk.payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode(
+            "utf-8"
+        )
+    else:
+        import pyarrow as pa
+
+        chunk.payload = pa.Table.from_pylist(records, schema=_arrow_schema(labels, with_terms))
+    return chunk
+
+
+def prediction_record(
+    report_id: str, p: Prediction, labels: Sequence[str], with_terms: bool
+) -> dict[str, Any]:
+    """One output row, keyed by :func:`result_columns`."""
+    scores = dict(p.scores)
+    record: dict[str, Any] = {
+        "id": report_id,
+        "label": p.label,
+        "confidence": round(p.confidence, 6),
+        "needs_review": p.needs_review,
+        **{f"prob_{label}": round(scores[label], 6) for label in labels},
+        "model_version": p.model_version,
+    }
+    if with_terms:
+        record["top_terms"] = "; ".join(term for term, _ in p.top_terms)
+    return record
+
+
+def _arrow_schema(labels: Sequence[str], with_terms: bool) -> Any:
+    import pyarrow as pa
+
+    fields = [
+        ("id", pa.string()),
+        ("label", pa.string()),
+        ("confidence", pa.float64()),
+        ("needs_review", pa.bool_()),
+    ]
+    fields += [(f"prob_{label}", pa.float64()) for label in labels]
+    fields.append(("model_version", pa.string()))
+    if with_terms:
+        fields.append(("top_terms", pa.string()))
+    return pa.schema(fields)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """How far the output files are complete: everything before these marks is whole."""
+
+    output_bytes: int = 0
+    errors_bytes: int = 0
+    parts: int = 0
+
+
+class ResultSink:
+    """Appends chunks to OUTPUT and bad rows to OUTPUT.errors.jsonl, each chunk made durable
+    (flushed and fsynced) before its checkpoint is returned.
+
+    Parquet cannot be appended to, so chunks go to ``OUTPUT.parts/part-NNNNNN.parquet`` (each a
+    valid file) and :meth:`finish` joins them into OUTPUT.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        labels: Sequence[str],
+        with_terms: bool,
+        resume_from: Checkpoint | None = None,
+    ) -> None:
+        self.path = path
+        self.fmt = output_format(path)
+        self.errors_path = errors_path_for(path)
+        self.parts_dir = path.with_name(path.name + ".parts")
+        self.labels = list(labels)
+        self.with_terms = with_terms
+        start = resume_from or Checkpoint()
+        self._parts = start.parts
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._errors = _open_at(self.errors_path, start.errors_bytes, fresh=resume_from is None)
+        if self.fmt == "parquet":
+            self._out = None
+            if resume_from is None:
+                shutil.rmtree(self.parts_dir, ignore_errors=True)
+            self.parts_dir.mkdir(exist_ok=True)
+            for stale in self.parts_dir.glob("part-*.parquet"):
+                if int(stale.stem.split("-")[1]) >= self._parts:
+                    stale.unlink()  # written after the last checkpoint: redone on resume
+        else:
+            self._out = _open_at(path, start.output_bytes, fresh=resume_from is None)
+            if resume_from is None and self.fmt == "csv":
+                header = io.StringIO()
+                csv.writer(header, lineterminator="\n").writerow(
+                    result_columns(self.labels, with_terms)
+                )
+                self._out.write(header.getvalue().encode("utf-8"))
+
+    def write(self, chunk: EncodedChunk) -> Checkpoint:
+        if self._out is not None:
+            self._out.write(chunk.payload)
+            _sync(self._out)
+        else:
+            import pyarrow.parquet as pq
+
+            part = self.parts_dir / f"part-{self._parts:06d}.parquet"
+            tmp = part.with_suffix(".tmp")
+            pq.write_table(chunk.payload, tmp)
+            os.replace(tmp, part)
+            self._parts += 1
+        if chunk.errors:
+            self._errors.write(
+                "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in chunk.errors).encode(
+                    "utf-8"
+                )
+            )
+        _sync(self._errors)
+        return Checkpoint(
+            output_bytes=self._out.tell() if self._out is not None else 0,
+            errors_bytes=self._errors.tell(),
+            parts=self._parts,
+        )
+
+    def finish(self) -> None:
+        """Close the files; for Parquet, join the parts into OUTPUT (streamed, part by part)."""
+        if self._out is not None:
+            self._out.close()
+        else:
+            import pyarrow.parquet as pq
+
+            schema = _arrow_schema(self.labels, self.with_terms)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for i in range(self._parts):
+                    writer.write_table(pq.read_table(self.parts_dir / f"part-{i:06d}.parquet"))
+            os.replace(tmp, self.path)
+            shutil.rmtree(self.parts_dir)
+        self._errors.close()
+        if self.errors_path.stat().st_size == 0:
+            self.errors_path.unlink()
+
+    def abort(self) -> None:
+        """Close without finishing: what was checkpointed stays for --resume."""
+        if self._out is not None:
+            self._out.close()
+        self._errors.close()
+
+
+def errors_path_for(output: Path) -> Path:
+    return output.with_name(output.name + ".errors.jsonl")
+
+
+def _open_at(path: Path, offset: int, fresh: bool) -> Any:
+    if fresh or (offset == 0 and not path.exists()):
+        return path.open("wb")
+    if path.stat().st_size < offset:
+        raise DataFileError(path, f"is shorter than its checkpoint ({offset} bytes): cannot resume")
+    handle = path.open("r+b")
+    handle.truncate(offset)  # drop anything a killed run wrote after its last checkpoint
+    handle.seek(offset)
+    return handle
+
+
+def _sync(handle: Any) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())

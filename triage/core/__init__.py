@@ -1,0 +1,1 @@
+"""The served model: report text in, prediction out. Imports no transport, store or training."""

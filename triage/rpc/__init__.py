@@ -1,0 +1,1 @@
+"""The gRPC transport: servicer, proto conversion, status mapping, interceptors, server wiring."""

@@ -1,0 +1,260 @@
+"""Assemble and run the gRPC server: engine, batching, security, health, metrics, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from triage.core.errors import ModelLoadError, TriageError
+from triage.rpc.access_log import AccessLogInterceptor
+from triage.rpc.metrics import MetricsInterceptor, ServerMetrics
+from triage.rpc.security import TlsConfig, TokenAuthInterceptor, is_loopback
+from triage.rpc.servicer import TriageServicer
+from triage.rpc.status import StatusInterceptor
+from triage.runtime.live import LiveModel, ReloadResult
+from triage.runtime.microbatch import BatchingConfig, MicroBatcher
+from triage.runtime.model_processes import ModelWorkerPool
+from triage.runtime.service import ClassificationService, Engine, Limits
+from triage.v1 import triage_pb2 as pb
+from triage.v1 import triage_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["TriageService"].full_name
+HEALTH_SERVICES = ("", SERVICE_NAME)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Everything the server needs, built once by the CLI from flags and environment."""
+
+    model_path: Path = Path("models/current")
+    host: str = "127.0.0.1"
+    port: int = 50051
+    workers: int = 0  # model processes; 0: score in this process
+    quiet_lane: bool = True  # with workers: a copy of the model here for calls arriving alone
+    batching: BatchingConfig | None = field(default_factory=BatchingConfig)  # None: off
+    max_in_flight: int = 256  # calls at once; beyond it RESOURCE_EXHAUSTED at once
+    limits: Limits = field(default_factory=Limits)
+    grace_seconds: float = 10.0
+    drain_seconds: float = 0.0  # NOT_SERVING this long before refusing calls, for probes to see
+    watch_seconds: float = 2.0  # how often to look for a switched models/current; 0: never
+    tls: TlsConfig | None = None
+    insecure: bool = False  # allow plaintext on a non-loopback address
+    tokens: tuple[str, ...] = ()  # bearer tokens; empty: no token auth
+    metrics_port: int | None = None  # Prometheus /metrics; None: off
+    metrics_host: str = "127.0.0.1"
+
+
+class TriageServer:
+    """A started server on a bound port, with its live model and health states."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        if config.tls is None and not config.insecure and not is_loopback(config.host):
+            raise TriageError(
+                f"refusing plaintext on {config.host}: reports are sensitive. Give --tls-cert and "
+                "--tls-key, bind a loopback address, or pass --insecure to accept the risk"
+            )
+        self.metrics = ServerMetrics()
+        self.engine: Engine = (
+            ModelWorkerPool(config.model_path, config.workers, config.quiet_lane)
+            if config.workers > 0
+            else LiveModel(config.model_path)
+        )
+        self.batcher = (
+            MicroBatcher(
+                self.engine.score,
+                self.engine.lanes,
+                config.batching,
+                on_batch=self.metrics.batch_size.observe,
+                quiet_lane=(
+                    self.engine.quiet_lane if isinstance(self.engine, ModelWorkerPool) else None
+                ),
+            )
+            if config.batching is not None
+            else None
+        )
+        if self.batcher is not None:
+            batcher = self.batcher
+            self.metrics.queue_depth.set_function(lambda: batcher.queue_depth)
+        if isinstance(self.engine, ModelWorkerPool):
+            pool = self.engine
+            self.metrics.worker_restarts.set_function(lambda: pool.restarts)
+        self.service = ClassificationService(
+            self.engine, config.limits, self.batcher, reload=self.reload
+        )
+        self.health = health.HealthServicer()
+        for name in HEALTH_SERVICES:
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        size = config.limits.max_message_bytes
+        interceptors: list[grpc.ServerInterceptor] = [
+            AccessLogInterceptor(),
+            MetricsInterceptor(self.metrics),
+        ]
+        if config.tokens:
+            interceptors.append(TokenAuthInterceptor(config.tokens))
+        interceptors.append(StatusInterceptor())
+        self.server = grpc.server(
+            # A thread per call in flight: batched calls wait in their thread for their result.
+            futures.ThreadPoolExecutor(max_workers=config.max_in_flight, thread_name_prefix="rpc"),
+            interceptors=interceptors,
+            maximum_concurrent_rpcs=config.max_in_flight,
+            options=[
+                ("grpc.max_receive_message_length", size),
+                ("grpc.max_send_message_length", size),
+                ("grpc.so_reuseport", 0),  # a second server on the same port must fail loudly
+            ],
+        )
+        pb_grpc.add_TriageServiceServicer_to_server(TriageServicer(self.service), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        address = f"{config.host}:{config.port}"
+        try:
+            self.port = (
+                self.server.add_secure_port(address, config.tls.credentials())
+                if config.tls is not None
+                else self.server.add_insecure_port(address)
+            )
+        except RuntimeError:
+            self.port = 0
+        if self.port == 0:
+            raise TriageError(f"cannot listen on {config.host}:{config.port}: in use or not local")
+        if config.tls is None and not is_loopback(config.host):
+            log.warning(
+                "PLAINTEXT on %s: report texts cross the network unencrypted (--insecure)", address
+            )
+        self.metrics_port: int | None = None
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def start(self) -> TriageServer:
+        """Listen, then load and warm the model; health turns SERVING only after that."""
+        self.listen()
+        return self.activate()
+
+    def listen(self) -> TriageServer:
+        """Accept calls (health NOT_SERVING; Classify UNAVAILABLE until :meth:`activate`)."""
+        self.server.start()
+        return self
+
+    def activate(self) -> TriageServer:
+        """Load, verify and warm the model, then report SERVING and watch for switches."""
+        try:
+            self.reload()
+            if self.config.metrics_port is not None:
+                self.metrics_port = self.metrics.serve(
+                    self.config.metrics_port, self.config.metrics_host
+                )
+        except BaseException:
+            self.server.stop(0)  # nothing to serve: refuse, and release the port
+            self._close_backends()
+            raise
+        for name in HEALTH_SERVICES:
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "serving model %s on %s:%d (%s, batching %s)",
+            self.engine.card.version,
+            self.config.host,
+            self.port,
+            f"{self.config.workers} model processes" if self.config.workers else "in-process",
+            "on" if self.batcher else "off",
+        )
+        if self.config.watch_seconds > 0:
+            self._watcher = threading.Thread(target=self._watch, name="model-watch", daemon=True)
+            self._watcher.start()
+        return self
+
+    def reload_in_background(self) -> None:
+        """Reload without blocking the caller (used by SIGHUP); failures are logged."""
+        threading.Thread(target=self._reload_logged, name="model-reload", daemon=True).start()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls, let calls in flight finish within the grace period, then stop."""
+        self._stopping.set()
+        self.health.enter_graceful_shutdown()
+        if self.config.drain_seconds > 0:
+            time.sleep(self.config.drain_seconds)
+        grace = self.config.grace_seconds if grace is None else grace
+        log.info("shutting down: finishing calls in flight (grace %.1f s)", grace)
+        self.server.stop(grace).wait()
+        self._close_backends()
+        log.info("stopped")
+
+    def reload(self) -> ReloadResult:
+        """Load, verify, warm and swap in what the model path holds now (every process)."""
+        try:
+            result = self.engine.reload()
+        except Exception:
+            self.metrics.reloads.labels("failure").inc()
+            raise
+        if result.changed:
+            self.metrics.reloads.labels("success").inc()
+            card = self.engine.card
+            self.metrics.model.info(
+                {
+                    "version": card.version,
+                    "created": card.created,
+                    "candidate": str(card.document.get("candidate", "")),
+                }
+            )
+        return result
+
+    def _close_backends(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+        self.engine.close()
+        self.metrics.close()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self.config.watch_seconds):
+            try:
+                if self.engine.changed_on_disk():
+                    self._reload_logged()
+            except OSError as err:  # e.g. the link is being replaced right now
+                log.warning("cannot check %s: %s", self.config.model_path, err)
+
+    def _reload_logged(self) -> None:
+        try:
+            result = self.reload()
+        except ModelLoadError as err:
+            log.error("reload refused, still serving %s: %s", self.engine.card.version, err)
+        except Exception:
+            log.exception("reload failed, still serving %s", self.engine.card.version)
+        else:
+            if result.changed:
+                log.info("reloaded: %s -> %s", result.previous_version, result.model_version)
+
+
+def serve(config: ServeConfig) -> int:
+    """Run until SIGTERM or SIGINT, reloading on SIGHUP; return the process exit code."""
+    server = TriageServer(config).start()
+    done = threading.Event()
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        done.set()
+
+    def on_hangup(signum: int, frame: FrameType | None) -> None:
+        log.info("received SIGHUP: reloading %s", config.model_path)
+        server.reload_in_background()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hangup)
+    print(f"triage: serving on {config.host}:{server.port}", flush=True)
+    done.wait()
+    server.stop()
+    return 0

@@ -1,0 +1,120 @@
+"""Prometheus metrics of one server, on their own HTTP port."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+from triage.rpc.wrapping import WrappingInterceptor, wrap_handler
+from triage.v1 import triage_pb2 as pb
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class ServerMetrics:
+    """Every metric the server exports. Model processes compute but never record: all calls,
+    batches and predictions pass through the front process, so one registry is complete."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.calls = Counter(
+            "triage_rpc_calls",
+            "Finished RPCs by method and status code.",
+            ["method", "code"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "triage_rpc_latency_seconds",
+            "RPC latency by method.",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "triage_batch_size", "Reports per model call.", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.queue_depth = Gauge(
+            "triage_queue_depth", "Reports waiting for a model call.", registry=r
+        )
+        self.predictions = Counter(
+            "triage_predictions", "Reports classified, by label.", ["label"], registry=r
+        )
+        self.needs_review = Counter(
+            "triage_needs_review", "Reports flagged for human review.", registry=r
+        )
+        self.model = Info("triage_model", "The model serving now.", registry=r)
+        self.reloads = Counter(
+            "triage_model_reloads", "Model reloads by outcome.", ["outcome"], registry=r
+        )
+        self.worker_restarts = Gauge(
+            "triage_model_process_restarts", "Model processes restarted after dying.", registry=r
+        )
+        self._http: Any = None
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> int:
+        """Expose /metrics over HTTP; returns the bound port (``port`` 0 picks one)."""
+        self._http, _ = start_http_server(port, addr=host, registry=self.registry)
+        return int(self._http.server_port)
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+
+    def record_responses(self, response: Any) -> None:
+        results = response.results if isinstance(response, pb.ClassifyBatchResponse) else [response]
+        for result in results:
+            if isinstance(result, pb.ClassifyResponse) and result.label:
+                self.predictions.labels(result.label).inc()
+                if result.needs_review:
+                    self.needs_review.inc()
+
+
+class MetricsInterceptor(WrappingInterceptor):
+    """Counts calls by method and code, times them, and tallies their predictions."""
+
+    def __init__(self, metrics: ServerMetrics) -> None:
+        super().__init__()
+        self.metrics = metrics
+
+    def wrap(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        method = full_method.rsplit("/", 1)[-1]
+        m = self.metrics
+
+        def unary(behaviour: Callable[..., Any], request: Any, context: Any) -> Any:
+            started = time.perf_counter()
+            code = "UNKNOWN"
+            try:
+                response = behaviour(request, context)
+                m.record_responses(response)
+                code = "OK"
+                return response
+            finally:
+                if code != "OK" and context.code() is not None:
+                    code = context.code().name
+                m.calls.labels(method, code).inc()
+                m.latency.labels(method).observe(time.perf_counter() - started)
+
+        def streaming(
+            behaviour: Callable[..., Iterator[Any]], request: Any, context: Any
+        ) -> Iterator[Any]:
+            started = time.perf_counter()
+            code = "CANCELLED"
+            try:
+                for response in behaviour(request, context):
+                    m.record_responses(response)
+                    yield response
+                code = "OK"
+            finally:
+                if code != "OK" and context.code() is not None:
+                    code = context.code().name
+                m.calls.labels(method, code).inc()
+                m.latency.labels(method).observe(time.perf_counter() - started)
+
+        return wrap_handler(handler, unary=unary, streaming=streaming)

@@ -1,0 +1,1 @@
+"""The transport-free serving runtime: validation, micro-batching, model processes, live reload."""

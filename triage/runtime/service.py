@@ -1,0 +1,173 @@
+"""The transport-free classification service that the gRPC layer (and any other) calls."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from triage.core.artifacts import ModelCard
+from triage.core.errors import DeadlineExceeded, InvalidReport
+from triage.core.model import Prediction
+from triage.core.scoring import Outcome, Report, require_text, score_valid
+from triage.runtime.live import ReloadResult
+from triage.runtime.microbatch import MicroBatcher
+
+MAX_TOP_TERMS = 50
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits; every refusal names the limit it hit."""
+
+    max_text_chars: int = 100_000
+    max_batch_size: int = 1_000
+    max_message_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A point on the monotonic clock after which work for a call is wasted."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float | None) -> Deadline | None:
+        return None if seconds is None else cls(time.monotonic() + seconds)
+
+    def check(self) -> None:
+        if time.monotonic() >= self.at:
+            raise DeadlineExceeded("the call's deadline passed before it was scored")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The serving model's card highlights and the limits enforced."""
+
+    version: str
+    labels: tuple[str, ...]
+    created: str
+    review_threshold: float
+    review_target_precision: float
+    candidate: str
+    metrics: dict[str, float]
+    limits: Limits
+
+
+class Engine(Protocol):
+    """Where models run: :class:`~triage.runtime.live.LiveModel` in this process, or
+    :class:`~triage.runtime.model_processes.ModelWorkerPool` in model processes, one lane each."""
+
+    lanes: int
+
+    @property
+    def loaded(self) -> bool: ...
+
+    @property
+    def card(self) -> ModelCard: ...
+
+    def score(self, lane: int, reports: Sequence[Report]) -> tuple[str, list[Outcome]]: ...
+
+    def reload(self) -> ReloadResult: ...
+
+    def changed_on_disk(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+class ClassificationService:
+    """Validates reports against :class:`Limits` and scores them on the engine, single calls
+    through the micro-batcher when there is one."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        limits: Limits = Limits(),
+        batcher: MicroBatcher | None = None,
+        reload: Callable[[], ReloadResult] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.limits = limits
+        self.batcher = batcher
+        self._reload = reload or engine.reload
+        self._next_lane = itertools.cycle(range(engine.lanes))
+
+    def validate(self, report: Report) -> None:
+        """Raise :class:`InvalidReport` saying which rule ``report`` breaks."""
+        require_text(report)
+        if len(report.text) > self.limits.max_text_chars:
+            raise InvalidReport(
+                f"text has {len(report.text):,} characters, over the limit of "
+                f"{self.limits.max_text_chars:,}; split or truncate the report"
+            )
+        if not 0 <= report.top_terms <= MAX_TOP_TERMS:
+            raise InvalidReport(
+                f"max_explanation_terms must be between 0 and {MAX_TOP_TERMS}, "
+                f"got {report.top_terms}"
+            )
+
+    def classify(self, report: Report, deadline: Deadline | None = None) -> Prediction:
+        """Score one report, or raise the domain error that refuses it."""
+        self.validate(report)
+        if deadline is not None:
+            deadline.check()
+        if self.batcher is not None:
+            _, outcome = self.batcher.submit(report, deadline.at if deadline else None)
+        else:
+            _, (outcome,) = self.engine.score(0, [report])
+        if outcome.prediction is None:
+            raise outcome.error or InvalidReport("the report was not scored")
+        return outcome.prediction
+
+    def classify_batch(
+        self, reports: Sequence[Report], deadline: Deadline | None = None
+    ) -> tuple[str, list[Outcome]]:
+        """Score every valid report in one model call; invalid ones get their own error.
+
+        Returns the version of the one model that scored the whole batch, and one outcome per
+        report in request order.
+        """
+        if len(reports) > self.limits.max_batch_size:
+            raise InvalidReport(
+                f"batch has {len(reports):,} reports, over the limit of "
+                f"{self.limits.max_batch_size:,}; send smaller batches"
+            )
+        if deadline is not None:
+            deadline.check()
+        # One lane, one model call: a batch is never split across model versions.
+        lane = next(self._next_lane)
+        versions: list[str] = []
+
+        def score(valid: list[Report]) -> list[Outcome]:
+            version, scored = self.engine.score(lane, valid)
+            versions.append(version)
+            return scored
+
+        outcomes = score_valid(reports, self.validate, score)
+        version = versions[0] if versions else self.engine.card.version
+        return version, outcomes
+
+    def model_info(self) -> ModelInfo:
+        model_card = self.engine.card
+        card = model_card.document
+        metrics: dict[str, float] = {}
+        for split in ("cv", "test"):
+            figures: dict[str, Any] = (card.get("metrics") or {}).get(split) or {}
+            for name in ("macro_f1", "accuracy", "ece", "review_rate", "accepted_precision"):
+                if isinstance(figures.get(name), int | float):
+                    metrics[f"{split}_{name}"] = float(figures[name])
+        return ModelInfo(
+            version=model_card.version,
+            labels=tuple(model_card.labels),
+            created=model_card.created,
+            review_threshold=model_card.review_threshold,
+            review_target_precision=float(card["review"].get("target_precision", 0.0)),
+            candidate=str(card.get("candidate", "")),
+            metrics=metrics,
+            limits=self.limits,
+        )
+
+    def reload(self) -> ReloadResult:
+        return self._reload()

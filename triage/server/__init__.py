@@ -1,1 +1,0 @@
-"""The gRPC transport: servicer, status mapping, access log and server wiring."""

@@ -1,0 +1,1 @@
+"""Making models: labelled data, data checks, candidates, training, evaluation, promotion."""

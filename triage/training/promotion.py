@@ -1,0 +1,66 @@
+"""The promotion gate: a new model replaces the current one only if it is not worse on test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from triage.core.artifacts import promote, read_card, resolve_current
+from triage.core.errors import ModelLoadError
+from triage.core.model import load_model
+from triage.training.corpus import LabelledData
+from triage.training.metrics import evaluate
+
+DEFAULT_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether a new version was promoted, and why (the sentence a data scientist reads)."""
+
+    promoted: bool
+    reason: str
+
+
+def gate_and_promote(
+    models_dir: Path,
+    version: str,
+    new_macro_f1: float,
+    test: LabelledData,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> GateDecision:
+    """Promote ``version`` unless the current model scores better on the same test file by more
+    than ``tolerance`` macro-F1. Both models are scored on ``test`` in this run, so the
+    comparison is like for like even when the test file changed since the current one was made."""
+    current_dir = resolve_current(models_dir)
+    if current_dir is None:
+        promote(models_dir, version, reason="first model")
+        return GateDecision(True, f"promoted {version}: no model was current")
+    try:
+        current = load_model(current_dir)
+    except ModelLoadError as err:
+        promote(models_dir, version, reason="current model unloadable")
+        return GateDecision(True, f"promoted {version}: the current model cannot load ({err})")
+    new_labels = read_card(models_dir / version).labels
+    if set(current.labels) != set(new_labels):
+        return GateDecision(
+            False,
+            f"kept {current.version} current: {version} has labels {new_labels}, the current "
+            f"model {list(current.labels)}; promote it explicitly with `triage promote {version}`",
+        )
+    old = evaluate(test.labels, current.predict_proba(test.texts), current.labels)["macro_f1"]
+    if new_macro_f1 + tolerance < old:
+        return GateDecision(
+            False,
+            f"kept {current.version} current: {version} test macro-F1 {new_macro_f1:.4f} is worse "
+            f"than {old:.4f} by more than the tolerance {tolerance}",
+        )
+    promote(
+        models_dir,
+        version,
+        reason=f"test macro-F1 {new_macro_f1:.4f} vs {old:.4f} ({current.version})",
+    )
+    return GateDecision(
+        True,
+        f"promoted {version}: test macro-F1 {new_macro_f1:.4f} vs {old:.4f} for {current.version}",
+    )
