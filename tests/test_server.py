@@ -222,6 +222,7 @@ def test_a_call_past_its_deadline_is_not_scored(
         )
     ).start()
     caplog.set_level(logging.INFO, logger="triage.access")
+
     # Words never seen before, so no call is cheap (the features cache words it has seen):
     # the twenty queued calls take far longer than the late call's deadline.
     def slow_text(i: int) -> str:
