@@ -57,7 +57,7 @@ def bench_training() -> dict[str, Any]:
     result = train(data, test, TrainConfig())
     seconds = time.perf_counter() - started
     assert result.test is not None
-    return {"train_seconds": seconds, "test_macro_f1": result.test["macro_f1"]}
+    return {"train_seconds": seconds, "test_macro_f1": result.test.macro_f1}
 
 
 def bench_predict(model: TriageModel, texts: list[str], repeats: int) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def test_gate_keeps_a_worse_model_out_of_current(models_dir: Path) -> None:
     worse = train(_shuffled_labels(test), test, TINY_CONFIG)
     write_artifact(models_dir, "v2", worse.pipeline, worse.card)
     assert worse.test is not None
-    decision = gate_and_promote(models_dir, "v2", worse.test["macro_f1"], test, tolerance=0.01)
+    decision = gate_and_promote(models_dir, "v2", worse.test.macro_f1, test, tolerance=0.01)
     assert not decision.promoted and "worse than" in decision.reason
     assert resolve_current(models_dir) == (models_dir / "v1").resolve()
     assert (models_dir / "v2" / MODEL_FILE).exists()  # the artifact is kept
@@ -113,7 +113,7 @@ def test_gate_keeps_a_worse_model_out_of_current(models_dir: Path) -> None:
 def test_gate_promotes_an_equal_model(models_dir: Path, tiny_result: TrainResult) -> None:
     write_artifact(models_dir, "v2", tiny_result.pipeline, tiny_result.card)
     assert tiny_result.test is not None
-    decision = gate_and_promote(models_dir, "v2", tiny_result.test["macro_f1"], read_labelled(TINY))
+    decision = gate_and_promote(models_dir, "v2", tiny_result.test.macro_f1, read_labelled(TINY))
     assert decision.promoted
     assert resolve_current(models_dir) == (models_dir / "v2").resolve()
 

@@ -1,6 +1,10 @@
+import json
+
 import numpy as np
 import pytest
 
+from triage.core.errors import InvalidRecord
+from triage.core.evaluation import Evaluation, ReviewOutcome
 from triage.training.metrics import (
     REVIEW_EVERYTHING,
     choose_review_threshold,
@@ -35,12 +39,30 @@ def test_evaluate_reports_every_figure() -> None:
     labels = ["a", "b"]
     proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
     ev = evaluate(["a", "b", "b", "b"], proba, labels, review_threshold=0.65)
-    assert ev["n"] == 4 and ev["accuracy"] == 0.75
-    assert ev["confusion_matrix"] == [[1, 0], [1, 2]]
-    assert ev["per_class"]["b"] == {
-        "precision": 1.0,
-        "recall": pytest.approx(2 / 3),
-        "f1": pytest.approx(0.8),
-        "support": 3,
-    }
-    assert ev["review_rate"] == 0.25 and ev["accepted_precision"] == 1.0
+    assert ev.n == 4 and ev.accuracy == 0.75
+    assert ev.confusion_matrix == ((1, 0), (1, 2))
+    b = ev.per_class["b"]
+    assert (b.precision, b.support) == (1.0, 3)
+    assert b.recall == pytest.approx(2 / 3) and b.f1 == pytest.approx(0.8)
+    assert ev.review == ReviewOutcome(threshold=0.65, rate=0.25, accepted_precision=1.0)
+    assert sum(bin_.count for bin_ in ev.reliability) == 4
+
+
+def test_an_evaluation_survives_a_json_round_trip() -> None:
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    reviewed = evaluate(["a", "b", "b", "b"], proba, ["a", "b"], review_threshold=0.95)
+    plain = evaluate(["a", "b", "b", "b"], proba, ["a", "b"])
+    assert reviewed.review is not None and reviewed.review.accepted_precision is None
+    assert plain.review is None and "review_rate" not in plain.to_dict()
+    for ev in (reviewed, plain):
+        text = json.dumps(ev.to_dict())
+        assert Evaluation.from_dict(json.loads(text)) == ev
+        assert json.dumps(Evaluation.from_dict(json.loads(text)).to_dict()) == text
+
+
+def test_an_evaluation_with_a_mistyped_field_is_refused_by_name() -> None:
+    proba = np.array([[0.9, 0.1], [0.2, 0.8]])
+    document = evaluate(["a", "b"], proba, ["a", "b"]).to_dict()
+    document["per_class"]["b"]["support"] = "3"
+    with pytest.raises(InvalidRecord, match=r"'per_class\.b\.support' must be an integer"):
+        Evaluation.from_dict(document)

@@ -11,7 +11,6 @@ import re
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,14 @@ import joblib
 import sklearn
 from sklearn.pipeline import Pipeline
 
-from triage.core.errors import ModelLoadError
+from triage.core.card import ArtifactFile, ModelCard, TrainingRecord
+from triage.core.errors import InvalidRecord, ModelLoadError
 
 MODEL_FILE = "model.joblib"
 CARD_FILE = "model.json"
 CURRENT = "current"
 PROMOTIONS_LOG = "promotions.jsonl"
-CARD_FORMAT = 1
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_REQUIRED = ("format", "version", "created", "labels", "review", "libraries", "artifact")
 # Artifacts pickled before the package was split into role subpackages name the pipeline's own
 # classes by their old module paths; those names resolve to the modules that hold them now.
 _MOVED_MODULES = {
@@ -37,46 +35,18 @@ _MOVED_MODULES = {
 }
 
 
-@dataclass(frozen=True)
-class ModelCard:
-    """The model card (``model.json``) of one artifact: what it is, how it was made and scored."""
-
-    document: dict[str, Any]
-
-    @property
-    def version(self) -> str:
-        return str(self.document["version"])
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.document["labels"])
-
-    @property
-    def review_threshold(self) -> float:
-        return float(self.document["review"]["threshold"])
-
-    @property
-    def created(self) -> str:
-        return str(self.document["created"])
-
-    @property
-    def test_metrics(self) -> dict[str, Any] | None:
-        metrics: dict[str, Any] | None = self.document.get("metrics", {}).get("test")
-        return metrics
-
-
 def new_version(now: datetime | None = None) -> str:
     """A sortable version name from the UTC time, e.g. ``20261121-093000``."""
     return (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
 
 
 def write_artifact(
-    models_dir: Path, version: str, pipeline: Pipeline, card: dict[str, Any]
+    models_dir: Path, version: str, pipeline: Pipeline, training: TrainingRecord
 ) -> Path:
     """Write ``models_dir/version/`` (pipeline + card) atomically and return its path.
 
-    The card gains the format, version and the sha256 of the pickled pipeline; the directory
-    only appears under its final name once both files are complete.
+    The card holds ``training`` with the version and the sha256 of the pickled pipeline; the
+    directory only appears under its final name once both files are complete.
     """
     if not _VERSION.match(version):
         raise ModelLoadError(f"bad version name {version!r}: use letters, digits, '.', '_', '-'")
@@ -87,13 +57,9 @@ def write_artifact(
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=models_dir))
     try:
         joblib.dump(pipeline, staging / MODEL_FILE)
-        document = {
-            "format": CARD_FORMAT,
-            "version": version,
-            **card,
-            "artifact": {"file": MODEL_FILE, "sha256": _sha256(staging / MODEL_FILE)},
-        }
-        (staging / CARD_FILE).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        artifact = ArtifactFile(file=MODEL_FILE, sha256=_sha256(staging / MODEL_FILE))
+        card = ModelCard(version=version, training=training, artifact=artifact)
+        (staging / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -105,21 +71,15 @@ def read_card(path: Path) -> ModelCard:
     """Read and check the card of the artifact at ``path`` (a version dir or ``current``)."""
     card_path = Path(path) / CARD_FILE
     try:
-        document = json.loads(card_path.read_text(encoding="utf-8"))
+        return ModelCard.from_json(card_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelLoadError(
             f"no model card at {card_path}: is {path} a model directory?"
         ) from None
+    except InvalidRecord as err:
+        raise ModelLoadError(f"model card {card_path}: {err}") from None
     except (OSError, ValueError) as err:
         raise ModelLoadError(f"cannot read model card {card_path}: {err}") from None
-    if not isinstance(document, dict):
-        raise ModelLoadError(f"model card {card_path} is not a JSON object")
-    missing = [key for key in _REQUIRED if key not in document]
-    if missing:
-        raise ModelLoadError(f"model card {card_path} lacks {', '.join(missing)}")
-    if document["format"] != CARD_FORMAT:
-        raise ModelLoadError(f"model card {card_path} has unknown format {document['format']!r}")
-    return ModelCard(document)
 
 
 def load_artifact(path: Path, mmap: bool = False) -> tuple[Pipeline, ModelCard]:
@@ -131,7 +91,7 @@ def load_artifact(path: Path, mmap: bool = False) -> tuple[Pipeline, ModelCard]:
     several processes serving one model share its weights through the page cache.
     """
     card = verified_card(Path(path))
-    model_file = Path(path) / str(card.document["artifact"].get("file", MODEL_FILE))
+    model_file = Path(path) / card.artifact.file
     _resolve_moved_modules()
     loaded = joblib.load(model_file, mmap_mode="r" if mmap else None)
     return _checked_pipeline(loaded, card, str(model_file)), card
@@ -142,18 +102,16 @@ def verified_card(path: Path) -> ModelCard:
     unpickling (for a process that hands the loading to workers)."""
     path = Path(path)
     card = read_card(path)
-    model_file = path / str(card.document["artifact"].get("file", MODEL_FILE))
+    model_file = path / card.artifact.file
     if model_file.parent.resolve() != path.resolve() or not model_file.is_file():
         raise ModelLoadError(f"model file {model_file} is missing or outside {path}")
     verify_artifact(card, _sha256(model_file), str(model_file))
     return card
 
 
-def load_artifact_bytes(
-    card_document: dict[str, Any], model_bytes: bytes
-) -> tuple[Pipeline, ModelCard]:
-    """:func:`load_artifact` for an artifact shipped as bytes (e.g. to Dask workers)."""
-    card = ModelCard(card_document)
+def load_artifact_bytes(card: ModelCard, model_bytes: bytes) -> tuple[Pipeline, ModelCard]:
+    """:func:`load_artifact` for an artifact shipped as bytes with its card (e.g. to Dask
+    workers)."""
     name = f"model {card.version}"
     verify_artifact(card, hashlib.sha256(model_bytes).hexdigest(), name)
     _resolve_moved_modules()
@@ -162,13 +120,13 @@ def load_artifact_bytes(
 
 def verify_artifact(card: ModelCard, actual_sha256: str, name: str) -> None:
     """Refuse an artifact whose bytes or scikit-learn version do not match its card."""
-    expected = str(card.document["artifact"].get("sha256", ""))
+    expected = card.artifact.sha256
     if actual_sha256 != expected:
         raise ModelLoadError(
             f"refusing to load {name}: its sha256 {actual_sha256[:12]}... does not match the "
             f"model card's {expected[:12]}... (the file was changed or corrupted)"
         )
-    trained_with = card.document["libraries"].get("scikit-learn")
+    trained_with = card.training.libraries.get("scikit-learn")
     if trained_with != sklearn.__version__:
         raise ModelLoadError(
             f"refusing to load {name}: trained with scikit-learn {trained_with}, "
@@ -179,9 +137,9 @@ def verify_artifact(card: ModelCard, actual_sha256: str, name: str) -> None:
 def _checked_pipeline(pipeline: Any, card: ModelCard, name: str) -> Pipeline:
     if not isinstance(pipeline, Pipeline):
         raise ModelLoadError(f"{name} holds a {type(pipeline).__name__}, not a Pipeline")
-    classes = [str(c) for c in pipeline.classes_]
+    classes = tuple(str(c) for c in pipeline.classes_)
     if classes != card.labels:
-        raise ModelLoadError(f"{name}: classes {classes} differ from the card's labels")
+        raise ModelLoadError(f"{name}: classes {list(classes)} differ from the card's labels")
     return pipeline
 
 

@@ -28,6 +28,14 @@ class ModelLoadError(TriageError):
     """A model artifact is missing, tampered with or incompatible, so it was not loaded."""
 
 
+class InvalidRecord(TriageError):
+    """A written record (model card, evaluation) has a missing, mistyped or unknown field."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        super().__init__(f"field {field!r} {problem}")
+
+
 class PromotionRefused(TriageError):
     """A trained model did not clear the promotion gate."""
 

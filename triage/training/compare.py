@@ -30,21 +30,21 @@ def compare_candidates(
             started = time.perf_counter()
             result.pipeline.predict_proba(data.texts)
             timings.append(time.perf_counter() - started)
-        cv = result.cv
-        best = [r for r in result.card["search"] if r["params"] == result.card["params"]]
+        cv, card = result.cv, result.card
+        best = [point for point in card.search if point.params == card.params]
         rows.append(
             {
                 "candidate": name,
                 "summary": CANDIDATES[name].summary,
-                "params": result.card["params"],
-                "macro_f1": cv["macro_f1"],
-                "fold_std": best[0]["std"] if best else None,
-                "test_macro_f1": result.test["macro_f1"] if result.test else None,
-                "accuracy": cv["accuracy"],
-                "ece": cv["ece"],
-                "log_loss": cv["log_loss"],
-                "review_rate": cv["review_rate"],
-                "train_seconds": result.card["training_seconds"],
+                "params": card.params,
+                "macro_f1": cv.macro_f1,
+                "fold_std": best[0].std if best else None,
+                "test_macro_f1": result.test.macro_f1 if result.test else None,
+                "accuracy": cv.accuracy,
+                "ece": cv.ece,
+                "log_loss": cv.log_loss,
+                "review_rate": card.review.cv_review_rate,
+                "train_seconds": card.training_seconds,
                 "predict_docs_per_s": len(data.texts) / statistics.median(timings),
             }
         )

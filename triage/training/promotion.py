@@ -45,10 +45,10 @@ def gate_and_promote(
     if set(current.labels) != set(new_labels):
         return GateDecision(
             False,
-            f"kept {current.version} current: {version} has labels {new_labels}, the current "
+            f"kept {current.version} current: {version} has labels {list(new_labels)}, the current "
             f"model {list(current.labels)}; promote it explicitly with `triage promote {version}`",
         )
-    old = evaluate(test.labels, current.predict_proba(test.texts), current.labels)["macro_f1"]
+    old = evaluate(test.labels, current.predict_proba(test.texts), current.labels).macro_f1
     if new_macro_f1 + tolerance < old:
         return GateDecision(
             False,

@@ -19,7 +19,17 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_pre
 from sklearn.pipeline import Pipeline
 
 import triage
+from triage.core.card import (
+    DataProvenance,
+    GridPoint,
+    ReviewThreshold,
+    TrainingData,
+    TrainingMetrics,
+    TrainingRecord,
+)
 from triage.core.errors import DataFileError
+from triage.core.evaluation import Evaluation
+from triage.core.json_fields import Scalar
 from triage.training.candidates import DEFAULT_CANDIDATE, get_candidate
 from triage.training.corpus import LabelledData
 from triage.training.metrics import choose_review_threshold, evaluate
@@ -39,20 +49,18 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """A fitted pipeline and the model-card content that describes it."""
+    """A fitted pipeline and the training record its model card will hold."""
 
     pipeline: Pipeline
-    card: dict[str, Any]
+    card: TrainingRecord
 
     @property
-    def cv(self) -> dict[str, Any]:
-        cv: dict[str, Any] = self.card["metrics"]["cv"]
-        return cv
+    def cv(self) -> Evaluation:
+        return self.card.metrics.cv
 
     @property
-    def test(self) -> dict[str, Any] | None:
-        test: dict[str, Any] | None = self.card["metrics"]["test"]
-        return test
+    def test(self) -> Evaluation | None:
+        return self.card.metrics.test
 
 
 def check_trainable(data: LabelledData, folds: int) -> list[str]:
@@ -85,7 +93,7 @@ def train(
     with tempfile.TemporaryDirectory(prefix="triage-cache-") as cache:
         # Grid points that differ only in the classifier reuse each fold's fitted features.
         pipeline = candidate.build(config.seed).set_params(memory=joblib.Memory(cache, verbose=0))
-        search_results: list[dict[str, Any]] = []
+        search_results: list[GridPoint] = []
         if config.search and candidate.grid:
             search = GridSearchCV(
                 pipeline,
@@ -98,7 +106,7 @@ def train(
             search.fit(texts, y)
             params: dict[str, Any] = dict(search.best_params_)
             search_results = [
-                {"params": p, "macro_f1": float(m), "std": float(s)}
+                GridPoint(params=_jsonable_params(p), macro_f1=float(m), std=float(s))
                 for p, m, s in zip(
                     search.cv_results_["params"],
                     search.cv_results_["mean_test_score"],
@@ -121,39 +129,40 @@ def train(
     test_eval = None
     if test is not None:
         test_eval = evaluate(test.labels, pipeline.predict_proba(test.texts), labels, threshold)
+    assert cv_eval.review is not None  # evaluated with the threshold
 
-    card = {
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "labels": labels,
-        "candidate": candidate.name,
-        "candidate_summary": candidate.summary,
-        "params": {k: _jsonable(v) for k, v in params.items()},
-        "seed": config.seed,
-        "cv_folds": config.folds,
-        "search": search_results,
-        "review": {
-            "threshold": threshold,
-            "target_precision": config.target_precision,
-            "cv_precision": cv_eval["accepted_precision"],
-            "cv_review_rate": cv_eval["review_rate"],
-        },
-        "data": {"train": describe(data), "test": describe(test) if test else None},
-        "metrics": {"cv": cv_eval, "test": test_eval},
-        "libraries": library_versions(),
-        "training_seconds": round(time.perf_counter() - started, 2),
-    }
+    card = TrainingRecord(
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        labels=tuple(labels),
+        candidate=candidate.name,
+        candidate_summary=candidate.summary,
+        params=_jsonable_params(params),
+        seed=config.seed,
+        cv_folds=config.folds,
+        search=tuple(search_results),
+        review=ReviewThreshold(
+            threshold=threshold,
+            target_precision=config.target_precision,
+            cv_precision=cv_eval.review.accepted_precision,
+            cv_review_rate=cv_eval.review.rate,
+        ),
+        data=TrainingData(train=describe(data), test=describe(test) if test else None),
+        metrics=TrainingMetrics(cv=cv_eval, test=test_eval),
+        libraries=library_versions(),
+        training_seconds=round(time.perf_counter() - started, 2),
+    )
     return TrainResult(pipeline=pipeline, card=card)
 
 
-def describe(data: LabelledData) -> dict[str, Any]:
+def describe(data: LabelledData) -> DataProvenance:
     """Provenance of a data file for the model card."""
-    return {
-        "path": str(data.path),
-        "sha256": data.sha256,
-        "rows": len(data.rows),
-        "labels": dict(sorted(Counter(data.labels).items())),
-        "genres": dict(sorted(Counter(r.genre or "(none)" for r in data.rows).items())),
-    }
+    return DataProvenance(
+        path=str(data.path),
+        sha256=data.sha256,
+        rows=len(data.rows),
+        labels=dict(sorted(Counter(data.labels).items())),
+        genres=dict(sorted(Counter(r.genre or "(none)" for r in data.rows).items())),
+    )
 
 
 def library_versions() -> dict[str, str]:
@@ -168,5 +177,9 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def _jsonable(value: Any) -> Any:
-    return value if isinstance(value, str | int | float | bool | None) else repr(value)
+def _jsonable_params(params: dict[str, Any]) -> dict[str, Scalar]:
+    # A parameter that is not a JSON scalar (a tuple, an estimator) goes on the card as its repr.
+    return {
+        name: value if isinstance(value, str | int | float | bool | None) else repr(value)
+        for name, value in params.items()
+    }

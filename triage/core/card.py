@@ -1,0 +1,254 @@
+"""The model card record (``model.json``): what an artifact is, how it was made and scored."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from triage.core.errors import InvalidRecord
+from triage.core.evaluation import Evaluation
+from triage.core.json_fields import JsonFields, Scalar
+
+# The schema version of model.json, the evaluations written inside it included. A reader
+# refuses any other value rather than guess at a layout it does not know.
+CARD_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ReviewThreshold:
+    """The needs-review threshold, the precision it targets and what it bought on CV."""
+
+    threshold: float
+    target_precision: float
+    cv_precision: float | None  # None: the threshold accepted nothing on CV
+    cv_review_rate: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "threshold": self.threshold,
+            "target_precision": self.target_precision,
+            "cv_precision": self.cv_precision,
+            "cv_review_rate": self.cv_review_rate,
+        }
+
+    @classmethod
+    def read(cls, fields: JsonFields) -> ReviewThreshold:
+        return cls(
+            threshold=fields.number("threshold"),
+            target_precision=fields.number("target_precision"),
+            cv_precision=fields.optional_number("cv_precision"),
+            cv_review_rate=fields.number("cv_review_rate"),
+        )
+
+
+@dataclass(frozen=True)
+class DataProvenance:
+    """Which labelled file a model saw: its path and sha256, and its rows per label and genre."""
+
+    path: str
+    sha256: str
+    rows: int
+    labels: dict[str, int]
+    genres: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "rows": self.rows,
+            "labels": dict(self.labels),
+            "genres": dict(self.genres),
+        }
+
+    @classmethod
+    def read(cls, fields: JsonFields) -> DataProvenance:
+        return cls(
+            path=fields.text("path"),
+            sha256=fields.text("sha256"),
+            rows=fields.integer("rows"),
+            labels=fields.count_map("labels"),
+            genres=fields.count_map("genres"),
+        )
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The training file and, when one was given, the test file."""
+
+    train: DataProvenance
+    test: DataProvenance | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"train": self.train.to_dict(), "test": self.test.to_dict() if self.test else None}
+
+    @classmethod
+    def read(cls, fields: JsonFields) -> TrainingData:
+        test = fields.optional_child("test")
+        return cls(
+            train=DataProvenance.read(fields.child("train")),
+            test=DataProvenance.read(test) if test is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class TrainingMetrics:
+    """The out-of-fold cross-validation evaluation and, when there was a test file, its own."""
+
+    cv: Evaluation
+    test: Evaluation | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cv": self.cv.to_dict(), "test": self.test.to_dict() if self.test else None}
+
+    @classmethod
+    def read(cls, fields: JsonFields) -> TrainingMetrics:
+        test = fields.optional_child("test")
+        return cls(
+            cv=Evaluation.read(fields.child("cv")),
+            test=Evaluation.read(test) if test is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One point of the hyper-parameter search and its cross-validated macro-F1."""
+
+    params: dict[str, Scalar]
+    macro_f1: float
+    std: float  # across folds
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"params": dict(self.params), "macro_f1": self.macro_f1, "std": self.std}
+
+    @classmethod
+    def read(cls, fields: JsonFields) -> GridPoint:
+        return cls(
+            params=fields.scalar_map("params"),
+            macro_f1=fields.number("macro_f1"),
+            std=fields.number("std"),
+        )
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How a model was made and scored: everything on its card but the artifact's identity."""
+
+    created: str  # ISO 8601, UTC
+    labels: tuple[str, ...]  # the classifier's classes, in its column order
+    candidate: str
+    candidate_summary: str
+    params: dict[str, Scalar]  # the chosen hyper-parameters ({} for the candidate's defaults)
+    seed: int
+    cv_folds: int
+    search: tuple[GridPoint, ...]  # empty when the grid was not searched
+    review: ReviewThreshold
+    data: TrainingData
+    metrics: TrainingMetrics
+    libraries: dict[str, str]  # name -> version, for the ones that decide how the pickle loads
+    training_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "labels": list(self.labels),
+            "candidate": self.candidate,
+            "candidate_summary": self.candidate_summary,
+            "params": dict(self.params),
+            "seed": self.seed,
+            "cv_folds": self.cv_folds,
+            "search": [point.to_dict() for point in self.search],
+            "review": self.review.to_dict(),
+            "data": self.data.to_dict(),
+            "metrics": self.metrics.to_dict(),
+            "libraries": dict(self.libraries),
+            "training_seconds": self.training_seconds,
+        }
+
+    @classmethod
+    def read(cls, fields: JsonFields) -> TrainingRecord:
+        return cls(
+            created=fields.text("created"),
+            labels=fields.texts("labels"),
+            candidate=fields.text("candidate"),
+            candidate_summary=fields.text("candidate_summary"),
+            params=fields.scalar_map("params"),
+            seed=fields.integer("seed"),
+            cv_folds=fields.integer("cv_folds"),
+            search=tuple(GridPoint.read(point) for point in fields.children("search")),
+            review=ReviewThreshold.read(fields.child("review")),
+            data=TrainingData.read(fields.child("data")),
+            metrics=TrainingMetrics.read(fields.child("metrics")),
+            libraries=fields.text_map("libraries"),
+            training_seconds=fields.number("training_seconds"),
+        )
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    """The pickled pipeline beside the card, and the sha256 it must have to be loaded."""
+
+    file: str
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "sha256": self.sha256}
+
+    @classmethod
+    def read(cls, fields: JsonFields) -> ArtifactFile:
+        return cls(file=fields.text("file"), sha256=fields.text("sha256"))
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """The card of one artifact: its version, how it was made and scored, and its file."""
+
+    version: str
+    training: TrainingRecord
+    artifact: ArtifactFile
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.training.labels
+
+    @property
+    def created(self) -> str:
+        return self.training.created
+
+    @property
+    def review_threshold(self) -> float:
+        return self.training.review.threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        # The key order is the one every card has been written in, so cards diff cleanly.
+        return {
+            "format": CARD_FORMAT,
+            "version": self.version,
+            **self.training.to_dict(),
+            "artifact": self.artifact.to_dict(),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, document: object) -> ModelCard:
+        """The card in ``document``; :class:`InvalidRecord` names a missing or bad field, or a
+        format this code does not read."""
+        fields = JsonFields(document)
+        card_format = fields.integer("format")
+        if card_format != CARD_FORMAT:
+            upgrade = ": upgrade triage to load this model" if card_format > CARD_FORMAT else ""
+            raise InvalidRecord(
+                "format", f"is {card_format}, but this triage reads format {CARD_FORMAT}{upgrade}"
+            )
+        return cls(
+            version=fields.text("version"),
+            training=TrainingRecord.read(fields),
+            artifact=ArtifactFile.read(fields.child("artifact")),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        """The card in JSON ``text`` (``ValueError`` if it is not JSON), as :meth:`from_dict`."""
+        return cls.from_dict(json.loads(text))
