@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import urllib.request
 from collections.abc import Iterator
@@ -161,3 +162,34 @@ def test_metrics_are_scraped_over_http(models_dir: Path) -> None:
     assert 'triage_model_info{candidate="word_char_svm"' in body and 'version="v1"' in body
     assert 'triage_model_reloads_total{outcome="success"} 1.0' in body
     assert "triage_model_process_restarts 0.0" in body
+
+
+def test_refused_calls_are_logged_and_counted_under_their_code(
+    models_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = start_server(models_dir, tokens=(TOKEN,), metrics_port=0)
+    caplog.set_level(logging.INFO, logger="triage.access")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.TriageServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as unary:
+                stub.Classify(pb.ClassifyRequest(text="hacked", report_id="r-1"), timeout=10)
+            with pytest.raises(grpc.RpcError) as stream:
+                list(stub.ClassifyStream(iter([pb.ClassifyRequest(text="hacked")]), timeout=10))
+        registry = server.metrics.registry
+        calls = {
+            method: registry.get_sample_value(
+                "triage_rpc_calls_total", {"method": method, "code": "UNAUTHENTICATED"}
+            )
+            for method in ("Classify", "ClassifyStream")
+        }
+        predicted = registry.get_sample_value("triage_predictions_total", {"label": "cybercrime"})
+    finally:
+        server.stop(grace=0)
+    assert unary.value.code() == stream.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "triage.access"]
+    assert [{k: v for k, v in e.items() if k not in ("time", "latency_ms")} for e in logged] == [
+        {"rpc": "Classify", "status": "UNAUTHENTICATED", "report_id": "r-1"},
+        {"rpc": "ClassifyStream", "status": "UNAUTHENTICATED"},
+    ]
+    assert calls == {"Classify": 1, "ClassifyStream": 1} and predicted is None

@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -17,9 +18,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from triage.core.artifacts import CURRENT, MODEL_FILE, write_artifact
-from triage.core.model import TriageModel
+from triage.core.model import Prediction, TriageModel
 from triage.rpc.app import ServeConfig, TriageServer
 from triage.rpc.status import StatusInterceptor
 from triage.runtime.microbatch import BatchingConfig
@@ -370,3 +372,166 @@ def test_unexpected_errors_become_internal_without_details(
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     assert "secret" not in caught.value.details() and "incident" in caught.value.details()
     assert any("secret detail" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+
+
+def _access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
+    """The access log's entries, in order, with the fields that vary from run to run checked
+    for shape and then dropped."""
+    entries = []
+    for record in caplog.records:
+        if record.name != "triage.access":
+            continue
+        entry = json.loads(record.getMessage())
+        assert list(entry)[:4] == ["time", "rpc", "status", "latency_ms"]
+        assert isinstance(entry.pop("latency_ms"), float | int)
+        assert entry.pop("time").endswith("+00:00")
+        entries.append(entry)
+    return entries
+
+
+def _scored(rpc: str, report_id: str, prediction: Prediction) -> dict[str, object]:
+    return {
+        "rpc": rpc,
+        "status": "OK",
+        "report_id": report_id,
+        "label": prediction.label,
+        "confidence": round(prediction.confidence, 4),
+        "needs_review": prediction.needs_review,
+        "model_version": "v1",
+    }
+
+
+GOOD = (
+    "Someone logged into my email account and changed the password",
+    "A fake bank caller talked my mother into moving her savings",
+    "A man was filming the barriers at the stadium staff entrance",
+)
+
+
+def _scrape(port: int | None) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+
+
+def test_every_rpc_is_logged_and_counted_by_report(
+    models_dir: Path, tiny_model: TriageModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = TriageServer(_config(models_dir, metrics_port=0)).start()
+    caplog.set_level(logging.INFO, logger="triage.access")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.TriageServiceStub(channel)
+            stub.Classify(pb.ClassifyRequest(text=GOOD[0], report_id="one"), timeout=5)
+            with pytest.raises(grpc.RpcError):
+                stub.Classify(pb.ClassifyRequest(text="", report_id="empty"), timeout=5)
+            stub.ClassifyBatch(
+                pb.ClassifyBatchRequest(
+                    reports=[
+                        pb.ClassifyRequest(text=GOOD[1], report_id="b0"),
+                        pb.ClassifyRequest(text="   ", report_id="b1"),
+                        pb.ClassifyRequest(text=GOOD[2], report_id="b2"),
+                    ]
+                ),
+                timeout=5,
+            )
+            stub.ClassifyBatch(pb.ClassifyBatchRequest(), timeout=5)  # no reports: no line
+            with pytest.raises(grpc.RpcError):
+                stub.ClassifyBatch(
+                    pb.ClassifyBatchRequest(reports=[pb.ClassifyRequest(text="hi")] * 51),
+                    timeout=5,
+                )
+            streamed = [
+                pb.ClassifyRequest(text=GOOD[2], report_id="s0"),
+                pb.ClassifyRequest(text="", report_id="s1"),
+                pb.ClassifyRequest(text=GOOD[0], report_id="s2"),
+            ]
+            assert len(list(stub.ClassifyStream(iter(streamed), timeout=5))) == 3
+            stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
+            stub.ReloadModel(pb.ReloadModelRequest(), timeout=5)
+            assert _health(channel) == health_pb2.HealthCheckResponse.SERVING  # not logged
+        metrics = _scrape(server.metrics_port)
+    finally:
+        server.stop(grace=0)
+    p = tiny_model.predict(list(GOOD))
+    refused = {"status": "INVALID_ARGUMENT"}
+    assert _access_lines(caplog) == [
+        _scored("Classify", "one", p[0]),
+        {"rpc": "Classify", **refused, "report_id": "empty"},
+        _scored("ClassifyBatch", "b0", p[1]),
+        {"rpc": "ClassifyBatch", **refused, "report_id": "b1"},
+        _scored("ClassifyBatch", "b2", p[2]),
+        {"rpc": "ClassifyBatch", **refused},
+        _scored("ClassifyStream", "s0", p[2]),
+        {"rpc": "ClassifyStream", **refused, "report_id": "s1"},
+        _scored("ClassifyStream", "s2", p[0]),
+        {"rpc": "GetModelInfo", "status": "OK", "model_version": "v1"},
+        {"rpc": "ReloadModel", "status": "OK", "model_version": "v1"},
+    ]
+    calls = {
+        (dict(labels)["method"], dict(labels)["code"]): value
+        for (name, labels), value in metrics.items()
+        if name == "triage_rpc_calls_total"
+    }
+    assert calls == {
+        ("Classify", "OK"): 1,
+        ("Classify", "INVALID_ARGUMENT"): 1,
+        ("ClassifyBatch", "OK"): 2,
+        ("ClassifyBatch", "INVALID_ARGUMENT"): 1,
+        ("ClassifyStream", "OK"): 1,
+        ("GetModelInfo", "OK"): 1,
+        ("ReloadModel", "OK"): 1,
+        ("Check", "OK"): 1,
+    }
+    predicted = [p[0], p[1], p[2], p[2], p[0]]  # every scored report, refused ones not
+    by_label = {
+        dict(labels)["label"]: value
+        for (name, labels), value in metrics.items()
+        if name == "triage_predictions_total"
+    }
+    assert by_label == {
+        label: sum(x.label == label for x in predicted) for label in {x.label for x in predicted}
+    }
+    assert metrics[("triage_needs_review_total", ())] == sum(x.needs_review for x in predicted)
+    assert metrics[("triage_rpc_latency_seconds_count", (("method", "ClassifyStream"),))] == 1
+
+
+def test_concurrent_calls_each_log_and_count_only_their_own_reports(
+    models_dir: Path, tiny_model: TriageModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Streams and unary calls interleave on the server's threads; a result reported for the
+    # wrong call would show as a wrong label, a lost report or one counted twice.
+    texts = [f"{GOOD[i % 3]} ({i})" for i in range(60)]
+    expected = {f"r{i}": p.label for i, p in enumerate(tiny_model.predict(texts))}
+    server = TriageServer(_config(models_dir, metrics_port=0, max_in_flight=8)).start()
+    caplog.set_level(logging.INFO, logger="triage.access")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.TriageServiceStub(channel)
+
+            def stream(first: int) -> None:
+                requests = (
+                    pb.ClassifyRequest(text=texts[i], report_id=f"r{i}")
+                    for i in range(first, first + 10)
+                )
+                assert len(list(stub.ClassifyStream(requests, timeout=30))) == 10
+
+            def unary(i: int) -> None:
+                stub.Classify(pb.ClassifyRequest(text=texts[i], report_id=f"r{i}"), timeout=30)
+
+            with futures.ThreadPoolExecutor(6) as callers:
+                done = [callers.submit(stream, first) for first in (0, 10, 20)]
+                done += [callers.submit(unary, i) for i in range(30, 60)]
+                for call in done:
+                    call.result()
+        metrics = _scrape(server.metrics_port)
+    finally:
+        server.stop(grace=0)
+    logged = {str(e["report_id"]): e["label"] for e in _access_lines(caplog)}
+    assert logged == expected
+    assert len(_access_lines(caplog)) == len(texts)
+    counted = sum(v for (name, _), v in metrics.items() if name == "triage_predictions_total")
+    assert counted == len(texts)

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 
 from triage.core.errors import ModelLoadError, TriageError
 from triage.rpc.access_log import AccessLogInterceptor
+from triage.rpc.call_record import CallRecordInterceptor
 from triage.rpc.metrics import MetricsInterceptor, ServerMetrics
 from triage.rpc.security import TlsConfig, TokenAuthInterceptor, is_loopback
 from triage.rpc.servicer import TriageServicer
@@ -60,82 +61,18 @@ class TriageServer:
     """A started server on a bound port, with its live model and health states."""
 
     def __init__(self, config: ServeConfig) -> None:
+        _refuse_unprotected_plaintext(config)
         self.config = config
-        if config.tls is None and not config.insecure and not is_loopback(config.host):
-            raise TriageError(
-                f"refusing plaintext on {config.host}: reports are sensitive. Give --tls-cert and "
-                "--tls-key, bind a loopback address, or pass --insecure to accept the risk"
-            )
         self.metrics = ServerMetrics()
-        self.engine: Engine = (
-            ModelWorkerPool(config.model_path, config.workers, config.quiet_lane)
-            if config.workers > 0
-            else LiveModel(config.model_path)
-        )
-        self.batcher = (
-            MicroBatcher(
-                self.engine.score,
-                self.engine.lanes,
-                config.batching,
-                on_batch=self.metrics.batch_size.observe,
-                quiet_lane=(
-                    self.engine.quiet_lane if isinstance(self.engine, ModelWorkerPool) else None
-                ),
-            )
-            if config.batching is not None
-            else None
-        )
-        if self.batcher is not None:
-            batcher = self.batcher
-            self.metrics.queue_depth.set_function(lambda: batcher.queue_depth)
-        if isinstance(self.engine, ModelWorkerPool):
-            pool = self.engine
-            self.metrics.worker_restarts.set_function(lambda: pool.restarts)
+        self.engine, self.batcher = _engine_and_batcher(config, self.metrics)
         self.service = ClassificationService(
             self.engine, config.limits, self.batcher, reload=self.reload
         )
         self.health = health.HealthServicer()
-        for name in HEALTH_SERVICES:
-            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        size = config.limits.max_message_bytes
-        interceptors: list[grpc.ServerInterceptor] = [
-            AccessLogInterceptor(),
-            MetricsInterceptor(self.metrics),
-        ]
-        if config.tokens:
-            interceptors.append(TokenAuthInterceptor(config.tokens))
-        interceptors.append(StatusInterceptor())
-        self.server = grpc.server(
-            # A thread per call in flight: batched calls wait in their thread for their result.
-            futures.ThreadPoolExecutor(max_workers=config.max_in_flight, thread_name_prefix="rpc"),
-            interceptors=interceptors,
-            maximum_concurrent_rpcs=config.max_in_flight,
-            options=[
-                ("grpc.max_receive_message_length", size),
-                ("grpc.max_send_message_length", size),
-                ("grpc.so_reuseport", 0),  # a second server on the same port must fail loudly
-            ],
-        )
-        pb_grpc.add_TriageServiceServicer_to_server(TriageServicer(self.service), self.server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
-        )
-        address = f"{config.host}:{config.port}"
-        try:
-            self.port = (
-                self.server.add_secure_port(address, config.tls.credentials())
-                if config.tls is not None
-                else self.server.add_insecure_port(address)
-            )
-        except RuntimeError:
-            self.port = 0
-        if self.port == 0:
-            raise TriageError(f"cannot listen on {config.host}:{config.port}: in use or not local")
-        if config.tls is None and not is_loopback(config.host):
-            log.warning(
-                "PLAINTEXT on %s: report texts cross the network unencrypted (--insecure)", address
-            )
+        self._report_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.server = _grpc_server(config, self.metrics)
+        _add_services(self.server, TriageServicer(self.service), self.health)
+        self.port = _bind(self.server, config)
         self.metrics_port: int | None = None
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -162,8 +99,7 @@ class TriageServer:
             self.server.stop(0)  # nothing to serve: refuse, and release the port
             self._close_backends()
             raise
-        for name in HEALTH_SERVICES:
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._report_health(health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "serving model %s on %s:%d (%s, batching %s)",
             self.engine.card.version,
@@ -207,10 +143,14 @@ class TriageServer:
                 {
                     "version": card.version,
                     "created": card.created,
-                    "candidate": str(card.document.get("candidate", "")),
+                    "candidate": card.training.candidate,
                 }
             )
         return result
+
+    def _report_health(self, status: int) -> None:
+        for name in HEALTH_SERVICES:
+            self.health.set(name, status)
 
     def _close_backends(self) -> None:
         if self.batcher is not None:
@@ -236,6 +176,95 @@ class TriageServer:
         else:
             if result.changed:
                 log.info("reloaded: %s -> %s", result.previous_version, result.model_version)
+
+
+def _refuse_unprotected_plaintext(config: ServeConfig) -> None:
+    if config.tls is None and not config.insecure and not is_loopback(config.host):
+        raise TriageError(
+            f"refusing plaintext on {config.host}: reports are sensitive. Give --tls-cert and "
+            "--tls-key, bind a loopback address, or pass --insecure to accept the risk"
+        )
+
+
+def _engine_and_batcher(
+    config: ServeConfig, metrics: ServerMetrics
+) -> tuple[Engine, MicroBatcher | None]:
+    """Where models run (model processes, or this one), and the micro-batcher in front."""
+    engine: Engine = (
+        ModelWorkerPool(config.model_path, config.workers, config.quiet_lane)
+        if config.workers > 0
+        else LiveModel(config.model_path)
+    )
+    metrics.worker_restarts.set_function(lambda: engine.restarts)
+    if config.batching is None:
+        return engine, None
+    batcher = MicroBatcher(
+        engine.score,
+        engine.lanes,
+        config.batching,
+        on_batch=metrics.batch_size.observe,
+        quiet_lane=engine.quiet_lane,
+    )
+    metrics.queue_depth.set_function(lambda: batcher.queue_depth)
+    return engine, batcher
+
+
+def _grpc_server(config: ServeConfig, metrics: ServerMetrics) -> grpc.Server:
+    size = config.limits.max_message_bytes
+    return grpc.server(
+        # A thread per call in flight: batched calls wait in their thread for their result.
+        futures.ThreadPoolExecutor(max_workers=config.max_in_flight, thread_name_prefix="rpc"),
+        interceptors=_interceptors(config, metrics),
+        maximum_concurrent_rpcs=config.max_in_flight,
+        options=[
+            ("grpc.max_receive_message_length", size),
+            ("grpc.max_send_message_length", size),
+            ("grpc.so_reuseport", 0),  # a second server on the same port must fail loudly
+        ],
+    )
+
+
+def _interceptors(config: ServeConfig, metrics: ServerMetrics) -> list[grpc.ServerInterceptor]:
+    """Outermost first: each call's record, the reports that read it (so refused calls are
+    logged and counted too), token checks, and the mapping of errors to status codes."""
+    auth = [TokenAuthInterceptor(config.tokens)] if config.tokens else []
+    return [
+        CallRecordInterceptor(),
+        AccessLogInterceptor(),
+        MetricsInterceptor(metrics),
+        *auth,
+        StatusInterceptor(),
+    ]
+
+
+def _add_services(
+    server: grpc.Server, servicer: TriageServicer, health_servicer: health.HealthServicer
+) -> None:
+    pb_grpc.add_TriageServiceServicer_to_server(servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+
+
+def _bind(server: grpc.Server, config: ServeConfig) -> int:
+    """Listen on the configured address (TLS if configured); returns the bound port."""
+    address = f"{config.host}:{config.port}"
+    try:
+        port: int = (
+            server.add_secure_port(address, config.tls.credentials())
+            if config.tls is not None
+            else server.add_insecure_port(address)
+        )
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise TriageError(f"cannot listen on {config.host}:{config.port}: in use or not local")
+    if config.tls is None and not is_loopback(config.host):
+        log.warning(
+            "PLAINTEXT on %s: report texts cross the network unencrypted (--insecure)", address
+        )
+    return port
 
 
 def serve(config: ServeConfig) -> int:

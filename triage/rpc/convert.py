@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from triage.core.errors import InvalidReport, TriageError
 from triage.core.model import DEFAULT_TOP_TERMS, Prediction
 from triage.core.scoring import Outcome, Report
-from triage.rpc.status import status_for
+from triage.rpc.status_codes import status_for
+from triage.runtime.live import ReloadResult
 from triage.runtime.service import ModelInfo
 from triage.v1 import triage_pb2 as pb
 
@@ -44,6 +47,12 @@ def to_outcome_response(outcome: Outcome) -> pb.ClassifyResponse:
     return to_error_response(outcome.report_id, outcome.error or InvalidReport("not scored"))
 
 
+def to_batch_response(version: str, outcomes: Sequence[Outcome]) -> pb.ClassifyBatchResponse:
+    return pb.ClassifyBatchResponse(
+        results=[to_outcome_response(o) for o in outcomes], model_version=version
+    )
+
+
 def to_model_info(info: ModelInfo) -> pb.ModelInfo:
     return pb.ModelInfo(
         version=info.version,
@@ -58,4 +67,12 @@ def to_model_info(info: ModelInfo) -> pb.ModelInfo:
             max_batch_size=info.limits.max_batch_size,
             max_message_bytes=info.limits.max_message_bytes,
         ),
+    )
+
+
+def to_reload_response(result: ReloadResult) -> pb.ReloadModelResponse:
+    return pb.ReloadModelResponse(
+        previous_version=result.previous_version or "",
+        model_version=result.model_version,
+        changed=result.changed,
     )

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 
+from triage.core.scoring import Outcome
+from triage.rpc import call_record
+from triage.rpc.call_status import final_status
 from triage.rpc.wrapping import WrappingInterceptor, wrap_handler
-from triage.v1 import triage_pb2 as pb
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -67,12 +69,12 @@ class ServerMetrics:
             self._http.shutdown()
             self._http.server_close()
 
-    def record_responses(self, response: Any) -> None:
-        results = response.results if isinstance(response, pb.ClassifyBatchResponse) else [response]
-        for result in results:
-            if isinstance(result, pb.ClassifyResponse) and result.label:
-                self.predictions.labels(result.label).inc()
-                if result.needs_review:
+    def count_predictions(self, outcomes: Sequence[Outcome] | None) -> None:
+        for outcome in outcomes or ():
+            prediction = outcome.prediction
+            if prediction is not None:
+                self.predictions.labels(prediction.label).inc()
+                if prediction.needs_review:
                     self.needs_review.inc()
 
 
@@ -88,33 +90,32 @@ class MetricsInterceptor(WrappingInterceptor):
         m = self.metrics
 
         def unary(behaviour: Callable[..., Any], request: Any, context: Any) -> Any:
+            record = call_record.current()
             started = time.perf_counter()
-            code = "UNKNOWN"
+            finished = False
             try:
                 response = behaviour(request, context)
-                m.record_responses(response)
-                code = "OK"
+                finished = True
                 return response
             finally:
-                if code != "OK" and context.code() is not None:
-                    code = context.code().name
-                m.calls.labels(method, code).inc()
+                if finished:
+                    m.count_predictions(record.outcomes)
+                m.calls.labels(method, final_status(context, finished)).inc()
                 m.latency.labels(method).observe(time.perf_counter() - started)
 
         def streaming(
             behaviour: Callable[..., Iterator[Any]], request: Any, context: Any
         ) -> Iterator[Any]:
+            record = call_record.current()
             started = time.perf_counter()
-            code = "CANCELLED"
+            finished = False
             try:
                 for response in behaviour(request, context):
-                    m.record_responses(response)
+                    m.count_predictions(record.outcomes)
                     yield response
-                code = "OK"
+                finished = True
             finally:
-                if code != "OK" and context.code() is not None:
-                    code = context.code().name
-                m.calls.labels(method, code).inc()
+                m.calls.labels(method, final_status(context, finished)).inc()
                 m.latency.labels(method).observe(time.perf_counter() - started)
 
         return wrap_handler(handler, unary=unary, streaming=streaming)

@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 
 from triage.core.errors import TriageError
+from triage.rpc.wrapping import wrap_handler
 
 log = logging.getLogger(__name__)
 OPEN_METHODS = ("/grpc.health.v1.Health/",)  # probes must work without a token
@@ -82,20 +83,11 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
 
 
 def _deny(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    def abort(request: Any, context: grpc.ServicerContext) -> Any:
-        context.abort(
-            grpc.StatusCode.UNAUTHENTICATED,
-            "missing or invalid bearer token: send 'authorization: Bearer <token>'",
-        )
+    return wrap_handler(handler, unary=_refuse, streaming=_refuse)
 
-    kwargs = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(abort, **kwargs)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(abort, **kwargs)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(abort, **kwargs)
-    return grpc.stream_stream_rpc_method_handler(abort, **kwargs)
+
+def _refuse(behaviour: Callable[..., Any], request: Any, context: grpc.ServicerContext) -> Any:
+    context.abort(
+        grpc.StatusCode.UNAUTHENTICATED,
+        "missing or invalid bearer token: send 'authorization: Bearer <token>'",
+    )

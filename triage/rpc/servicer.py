@@ -7,14 +7,16 @@ from collections.abc import Iterator
 import grpc
 
 from triage.core.errors import TriageError
-from triage.rpc import convert
+from triage.core.scoring import Outcome
+from triage.rpc import call_record, convert
 from triage.runtime.service import ClassificationService, Deadline
 from triage.v1 import triage_pb2 as pb
 from triage.v1 import triage_pb2_grpc as pb_grpc
 
 
 class TriageServicer(pb_grpc.TriageServiceServicer):
-    """Thin: no domain logic here; errors propagate to the status interceptor."""
+    """Thin: no domain logic here; errors propagate to the status interceptor. Each RPC notes
+    its domain results on the call's record, for the metrics and the access log."""
 
     def __init__(self, service: ClassificationService) -> None:
         self.service = service
@@ -24,6 +26,7 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
     ) -> pb.ClassifyResponse:
         report = convert.to_report(request)
         prediction = self.service.classify(report, Deadline.after(context.time_remaining()))
+        call_record.record_outcomes((Outcome(report.report_id, prediction),))
         return convert.to_response(prediction, report.report_id)
 
     def ClassifyBatch(  # noqa: N802
@@ -33,9 +36,8 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
         version, outcomes = self.service.classify_batch(
             reports, Deadline.after(context.time_remaining())
         )
-        return pb.ClassifyBatchResponse(
-            results=[convert.to_outcome_response(o) for o in outcomes], model_version=version
-        )
+        call_record.record_outcomes(outcomes)
+        return convert.to_batch_response(version, outcomes)
 
     def ClassifyStream(  # noqa: N802
         self, request_iterator: Iterator[pb.ClassifyRequest], context: grpc.ServicerContext
@@ -45,22 +47,22 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
             report = convert.to_report(request)
             try:
                 prediction = self.service.classify(report, Deadline.after(context.time_remaining()))
+                outcome = Outcome(report.report_id, prediction)
             except TriageError as err:  # one bad report must not end the stream
-                yield convert.to_error_response(report.report_id, err)
-            else:
-                yield convert.to_response(prediction, report.report_id)
+                outcome = Outcome(report.report_id, error=err)
+            call_record.record_outcomes((outcome,))
+            yield convert.to_outcome_response(outcome)
 
     def GetModelInfo(  # noqa: N802
         self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext
     ) -> pb.ModelInfo:
-        return convert.to_model_info(self.service.model_info())
+        info = self.service.model_info()
+        call_record.record_model_version(info.version)
+        return convert.to_model_info(info)
 
     def ReloadModel(  # noqa: N802
         self, request: pb.ReloadModelRequest, context: grpc.ServicerContext
     ) -> pb.ReloadModelResponse:
         result = self.service.reload()
-        return pb.ReloadModelResponse(
-            previous_version=result.previous_version or "",
-            model_version=result.model_version,
-            changed=result.changed,
-        )
+        call_record.record_model_version(result.model_version)
+        return convert.to_reload_response(result)

@@ -1,4 +1,4 @@
-"""Interceptors that wrap a method's handler: rebuilt once per method, for any call shape."""
+"""Rebuilding a method's handler around its behaviour, whatever its call shape, once per method."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ StreamWrapper = Callable[[Callable[..., Iterator[Any]], Any, grpc.ServicerContex
 def wrap_handler(
     handler: grpc.RpcMethodHandler, unary: UnaryWrapper, streaming: StreamWrapper
 ) -> grpc.RpcMethodHandler:
-    """``unary`` wraps behaviours returning one response, ``streaming`` those yielding many."""
+    """``handler`` with its behaviour wrapped: by ``unary`` if it returns one response, by
+    ``streaming`` if it yields many. The one place that knows gRPC's four handler shapes."""
     shapes: list[tuple[Any, Callable[..., grpc.RpcMethodHandler], UnaryWrapper | StreamWrapper]] = [
         (handler.unary_unary, grpc.unary_unary_rpc_method_handler, unary),
         (handler.stream_unary, grpc.stream_unary_rpc_method_handler, unary),

@@ -41,6 +41,8 @@ class LiveModel:
     """
 
     lanes = 1  # one in-process model: batches run in the calling thread
+    quiet_lane: int | None = None  # its one lane already runs in this process
+    restarts = 0  # no model processes to restart
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -102,4 +104,4 @@ class LiveModel:
 
 
 def _sha(card: ModelCard) -> str:
-    return str(card.document["artifact"]["sha256"])
+    return card.artifact.sha256

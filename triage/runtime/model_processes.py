@@ -275,4 +275,4 @@ def _load(path: str) -> TriageModel:
 
 
 def _sha(card: ModelCard) -> str:
-    return str(card.document["artifact"]["sha256"])
+    return card.artifact.sha256

@@ -6,7 +6,7 @@ import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from triage.core.artifacts import ModelCard
 from triage.core.errors import DeadlineExceeded, InvalidReport
@@ -61,6 +61,8 @@ class Engine(Protocol):
     :class:`~triage.runtime.model_processes.ModelWorkerPool` in model processes, one lane each."""
 
     lanes: int
+    quiet_lane: int | None  # one more lane, only for a call that arrives alone; None: none
+    restarts: int  # model processes started again after dying
 
     @property
     def loaded(self) -> bool: ...
@@ -151,20 +153,19 @@ class ClassificationService:
 
     def model_info(self) -> ModelInfo:
         model_card = self.engine.card
-        card = model_card.document
+        training = model_card.training
         metrics: dict[str, float] = {}
-        for split in ("cv", "test"):
-            figures: dict[str, Any] = (card.get("metrics") or {}).get(split) or {}
-            for name in ("macro_f1", "accuracy", "ece", "review_rate", "accepted_precision"):
-                if isinstance(figures.get(name), int | float):
-                    metrics[f"{split}_{name}"] = float(figures[name])
+        for split, evaluation in (("cv", training.metrics.cv), ("test", training.metrics.test)):
+            if evaluation is not None:
+                for name, value in evaluation.headline().items():
+                    metrics[f"{split}_{name}"] = value
         return ModelInfo(
             version=model_card.version,
             labels=tuple(model_card.labels),
             created=model_card.created,
             review_threshold=model_card.review_threshold,
-            review_target_precision=float(card["review"].get("target_precision", 0.0)),
-            candidate=str(card.get("candidate", "")),
+            review_target_precision=training.review.target_precision,
+            candidate=training.candidate,
             metrics=metrics,
             limits=self.limits,
         )

@@ -1,0 +1,65 @@
+"""The domain results of the call being served, noted by the servicer for metrics and access log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from typing import Any
+
+import grpc
+
+from triage.core.scoring import Outcome
+from triage.rpc.wrapping import WrappingInterceptor, wrap_handler
+
+
+class CallRecord:
+    """What a call has answered, in domain terms, so that metrics and the access log count
+    predictions and refusals without reading response messages back."""
+
+    __slots__ = ("model_version", "outcomes")
+
+    def __init__(self) -> None:
+        # The reports the latest response answered: all of a unary call's, one per response of
+        # a stream. None while no response has answered reports (a refused call, a model call).
+        self.outcomes: Sequence[Outcome] | None = None
+        self.model_version: str | None = None  # the model a GetModelInfo or reload answered for
+
+
+# The gRPC server runs a call's handler, and every step of a streaming handler's response
+# iterator, on one thread and in one contextvars.Context, so a record set when the call starts
+# is the one every layer of that call sees, and no other call's.
+_current: ContextVar[CallRecord] = ContextVar("triage_call_record")
+
+
+def current() -> CallRecord:
+    """The record of the call being served (opened by :class:`CallRecordInterceptor`)."""
+    return _current.get()
+
+
+def record_outcomes(outcomes: Sequence[Outcome]) -> None:
+    """Note the reports that the response about to be sent answers."""
+    record = _current.get(None)
+    if record is not None:  # None: served without the interceptors, nobody reads it
+        record.outcomes = outcomes
+
+
+def record_model_version(version: str) -> None:
+    """Note the model version that the response about to be sent describes."""
+    record = _current.get(None)
+    if record is not None:
+        record.model_version = version
+
+
+class CallRecordInterceptor(WrappingInterceptor):
+    """Opens a fresh record for every call. It must be the outermost interceptor, so that each
+    one inside it reads the record of its own call."""
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        return wrap_handler(handler, unary=_open, streaming=_open)
+
+
+def _open(behaviour: Callable[..., Any], request: Any, context: grpc.ServicerContext) -> Any:
+    # Set, never reset: every call opens its own before any layer of it reads one, and a reset
+    # could run in another context (garbage collection may close a stream's iterator anywhere).
+    _current.set(CallRecord())
+    return behaviour(request, context)
