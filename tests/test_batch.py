@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from triage.archive.local_job import ScoreJob, progress_path_for, run_score_job
+from triage.archive.job import ScoreJob, progress_path_for, run_score_job
 from triage.archive.readers import ArchiveSpec, count_rows, read_archive
 from triage.cli import main
 from triage.core.errors import DataFileError, TriageError

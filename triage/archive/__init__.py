@@ -1,1 +1,1 @@
-"""Scoring archives offline: file readers and writers, the local job and the Dask job."""
+"""Scoring archives offline: one reader per format, one ordered resumable job, its executors."""

@@ -14,21 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from triage.archive.rows import ArchiveRow
 from triage.core.errors import DataFileError
 
 _SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
-TABLE_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet")
-
-
-@dataclass(frozen=True)
-class ArchiveRow:
-    """One input row. ``problem`` says why it cannot be scored (then ``text`` is empty)."""
-
-    source: str
-    row: int  # 1-based: data record (CSV), line (JSONL), row (Parquet); 1 for a .txt file
-    id: str
-    text: str
-    problem: str | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from triage.archive.readers import ArchiveRow
+from triage.archive.rows import ArchiveRow
 from triage.core.errors import DataFileError
 from triage.core.model import Prediction
 from triage.core.scoring import Outcome
@@ -68,7 +68,7 @@ def encode_chunk(
                 {"source": row.source, "row": row.row, "id": row.id, "reason": reason}
             )
             continue
-        records.append(prediction_record(row.id, p, labels, with_terms))
+        records.append(_prediction_record(row.id, p, labels, with_terms))
         chunk.labels[p.label] += 1
         chunk.needs_review += p.needs_review
     columns = result_columns(labels, with_terms)
@@ -87,7 +87,7 @@ def encode_chunk(
     return chunk
 
 
-def prediction_record(
+def _prediction_record(
     report_id: str, p: Prediction, labels: Sequence[str], with_terms: bool
 ) -> dict[str, Any]:
     """One output row, keyed by :func:`result_columns`."""

@@ -1,0 +1,28 @@
+"""The work one chunk of archive rows gets, wherever it runs: scored, then encoded for output."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from triage.archive.rows import ArchiveRow
+from triage.archive.writers import EncodedChunk, encode_chunk
+from triage.core.model import TriageModel
+from triage.core.scoring import Report, score_reports
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """Score a chunk with a model and encode it in the output format; small enough to ship to
+    a worker process or a Dask worker with every chunk."""
+
+    fmt: str
+    explain_terms: int = 0
+
+    def __call__(self, model: TriageModel, rows: Sequence[ArchiveRow]) -> EncodedChunk:
+        reports = [
+            Report(text=r.text, report_id=r.id, top_terms=self.explain_terms, problem=r.problem)
+            for r in rows
+        ]
+        outcomes = score_reports(model, reports)
+        return encode_chunk(rows, outcomes, model.labels, self.fmt, self.explain_terms > 0)
