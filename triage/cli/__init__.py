@@ -1,4 +1,5 @@
-"""The ``triage`` command line: the one place that reads argv, sets up logging and exit codes."""
+"""The ``triage`` command line: the one place that reads argv and the environment, sets up
+logging and decides exit codes."""
 
 from __future__ import annotations
 
@@ -6,26 +7,89 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from triage.cli import model_commands, score_command, serve_command
-from triage.cli.common import EXIT_ERROR, EXIT_NOT_PROMOTED
+from triage.cli.common import EXIT_ERROR, EXIT_NOT_PROMOTED, EXIT_USAGE
+from triage.cli.options import Command, ConfigError, Option, build_parser, parse_command_line
 from triage.core.errors import PromotionRefused, TriageError
+
+TOP_OPTIONS = (
+    Option(
+        "--log-level",
+        "how much to log",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+    ),
+)
+
+COMMANDS = (
+    Command(
+        "train",
+        "train a model, print its evaluation, optionally promote it",
+        model_commands.run_train,
+        model_commands.TRAIN_OPTIONS,
+    ),
+    Command(
+        "evaluate",
+        "evaluate a model on any labelled CSV/JSONL file",
+        model_commands.run_evaluate,
+        model_commands.EVALUATE_OPTIONS,
+    ),
+    Command(
+        "classify",
+        "classify one text (or '-' for standard input)",
+        model_commands.run_classify,
+        model_commands.CLASSIFY_OPTIONS,
+    ),
+    Command(
+        "promote",
+        "make VERSION the current model (promote or roll back)",
+        model_commands.run_promote,
+        model_commands.PROMOTE_OPTIONS,
+    ),
+    Command(
+        "compare",
+        "compare the candidate pipelines by cross-validation",
+        model_commands.run_compare,
+        model_commands.COMPARE_OPTIONS,
+    ),
+    Command(
+        "data check",
+        "counts, lengths, duplicates and train/test leakage",
+        model_commands.run_data_check,
+        model_commands.DATA_CHECK_OPTIONS,
+    ),
+    Command("serve", "run the gRPC service", serve_command.run_serve, serve_command.OPTIONS),
+    Command(
+        "score",
+        "score archives of reports in batch (one machine or Dask)",
+        score_command.cmd_score,
+        score_command.OPTIONS,
+    ),
+)
+COMMAND_GROUPS = {"data": "labelled-data tools"}
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    """Run one ``triage`` command; return its exit code."""
-    parser = build_parser(os.environ if env is None else env)
-    args = parser.parse_args(argv)
+    """Run one ``triage`` command; return its exit code. ``env`` stands in for the process
+    environment, which nothing else in the package reads."""
+    try:
+        args = parse_arguments(argv, os.environ if env is None else env)
+    except ConfigError as err:
+        print(f"triage: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as stop:  # argparse: --help, or a bad flag (it printed why)
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
         force=True,
     )
-    command: Callable[[argparse.Namespace], int] = args.command
+    command: Command = args.command
     try:
-        return command(args)
+        return command.run(args)
     except PromotionRefused as err:
         print(f"triage: not promoted: {err}", file=sys.stderr)
         return EXIT_NOT_PROMOTED
@@ -36,16 +100,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return 130
 
 
-def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    """The argument parser; ``env`` supplies the TRIAGE_* defaults of ``triage serve``."""
-    parser = argparse.ArgumentParser(
-        prog="triage", description="Classify public reports and police releases."
-    )
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
-    sub = parser.add_subparsers(required=True, metavar="COMMAND")
-    model_commands.add_parsers(sub, env)
-    serve_command.add_parser(sub, env)
-    score_command.add_parser(sub, env)
-    return parser
+def parse_arguments(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.Namespace:
+    """Every option of the command ``argv`` names, from its flag, else ``env``, else its default.
+    Raises :class:`ConfigError` for a bad variable; argparse exits 2 for a bad flag."""
+    parser = build_parser(COMMANDS, COMMAND_GROUPS, TOP_OPTIONS)
+    return parse_command_line(parser, TOP_OPTIONS, argv, env)

@@ -12,7 +12,8 @@ DEFAULT_TRAIN = Path("training/data/train.jsonl")
 DEFAULT_TEST = Path("training/data/test.jsonl")
 
 
-EXIT_OK, EXIT_ERROR, EXIT_NOT_PROMOTED = 0, 1, 3  # argparse exits 2 on bad usage
+EXIT_OK, EXIT_ERROR, EXIT_NOT_PROMOTED = 0, 1, 3
+EXIT_USAGE = 2  # what argparse exits with on a bad flag; a bad TRIAGE_* variable too
 
 
 def print_json(value: Any) -> None:

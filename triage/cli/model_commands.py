@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from triage.cli.common import (
     DEFAULT_MODEL,
@@ -18,98 +17,112 @@ from triage.cli.common import (
     EXIT_OK,
     print_json,
 )
+from triage.cli.options import Option, Switch
+from triage.cli.values import integer, number, path, probability
 from triage.core.errors import PromotionRefused, TriageError
+
+if TYPE_CHECKING:
+    from triage.training.promotion import GateDecision
+    from triage.training.train import TrainConfig, TrainResult
 
 log = logging.getLogger("triage")
 
 
-def add_parsers(sub: Any, env: Mapping[str, str]) -> None:
-    """The model commands' arguments."""
-    p = sub.add_parser("train", help="train a model, print its evaluation, optionally promote it")
-    p.add_argument("--data", type=Path, default=DEFAULT_TRAIN, help="labelled training file")
-    p.add_argument(
+FORMAT = Option("--format", "how to print the result", default="text", choices=("text", "json"))
+MODEL = Option(
+    "--model", "model directory or models/current", read=path, default=DEFAULT_MODEL, metavar="PATH"
+)
+FOLDS = Option("--folds", "cross-validation folds", read=integer(2), default=5, metavar="N")
+SEED = Option(
+    "--seed",
+    "random seed: the same data and options give the same model",
+    read=integer(),
+    default=0,
+    metavar="N",
+)
+JOBS = Option("--jobs", "parallel jobs, -1: all cores", read=integer(), default=-1, metavar="N")
+
+TRAIN_OPTIONS: tuple[Option | Switch, ...] = (
+    Option("--data", "labelled training file", read=path, default=DEFAULT_TRAIN, metavar="FILE"),
+    Option(
         "--test",
-        type=Path,
-        default=None,
-        help=f"held-out test file (default: {DEFAULT_TEST} when --data is the default)",
-    )
-    p.add_argument("--out", type=Path, default=DEFAULT_MODELS, help="models directory")
-    p.add_argument("--candidate", default=None, help="pipeline to train (see `triage compare`)")
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
+        f"held-out test file (default: {DEFAULT_TEST} when --data is the default)",
+        read=path,
+        metavar="FILE",
+    ),
+    Option("--out", "models directory", read=path, default=DEFAULT_MODELS, metavar="DIR"),
+    Option("--candidate", "pipeline to train (see `triage compare`)"),
+    FOLDS,
+    SEED,
+    Option(
         "--target-precision",
-        type=float,
+        "precision the review threshold must buy",
+        read=probability,
         default=0.99,
-        help="precision the review threshold must buy (default 0.99)",
-    )
-    p.add_argument("--no-search", action="store_true", help="skip the hyper-parameter grid")
-    p.add_argument("--jobs", type=int, default=-1, help="parallel jobs (-1: all cores)")
-    p.add_argument("--version", default=None, help="version name (default: UTC timestamp)")
-    p.add_argument("--promote", action="store_true", help="promote if it passes the gate")
-    p.add_argument(
+        metavar="P",
+    ),
+    Switch("--no-search", "no_search", "skip the hyper-parameter grid"),
+    JOBS,
+    Option("--version", "version name", shown_default="the UTC time"),
+    Switch("--promote", "promote", "promote if it passes the gate"),
+    Option(
         "--tolerance",
-        type=float,
+        "macro-F1 the new model may lose against the current one and still promote",
+        read=number(0),
         default=0.01,
-        help="macro-F1 the new model may lose against the current one and still promote",
-    )
-    p.add_argument(
+        metavar="F1",
+    ),
+    Switch(
         "--if-missing",
-        action="store_true",
-        help="do nothing when the models directory already has a current model",
-    )
-    p.add_argument("--format", choices=["text", "json"], default="text")
-    p.set_defaults(command=cmd_train)
+        "if_missing",
+        "do nothing when the models directory already has a current model",
+    ),
+    FORMAT,
+)
 
-    p = sub.add_parser("evaluate", help="evaluate a model on any labelled CSV/JSONL file")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--format", choices=["text", "json"], default="text")
-    p.add_argument("--plots", type=Path, default=None, help="write PNG plots into this directory")
-    p.set_defaults(command=cmd_evaluate)
+EVALUATE_OPTIONS: tuple[Option | Switch, ...] = (
+    MODEL,
+    Option("--data", "labelled CSV or JSONL file", read=path, required=True, metavar="FILE"),
+    FORMAT,
+    Option("--plots", "write PNG plots into this directory", read=path, metavar="DIR"),
+)
 
-    p = sub.add_parser("classify", help="classify one text (or '-' for standard input)")
-    p.add_argument("text", help="the report text, or '-' to read it from standard input")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    p.add_argument(
+CLASSIFY_OPTIONS: tuple[Option | Switch, ...] = (
+    Option("text", "the report text, or '-' to read it from standard input"),
+    MODEL,
+    Option(
         "--target",
-        default=None,
-        help="ask a running service at HOST:PORT instead of loading the model",
-    )
-    p.add_argument("--top-terms", type=int, default=5)
-    p.add_argument("--format", choices=["text", "json"], default="text")
-    p.set_defaults(command=cmd_classify)
+        "ask a running service at HOST:PORT instead of loading the model",
+        metavar="HOST:PORT",
+    ),
+    Option("--top-terms", "explanation terms to show", read=integer(0), default=5, metavar="N"),
+    FORMAT,
+)
 
-    p = sub.add_parser("promote", help="make VERSION the current model (promote or roll back)")
-    p.add_argument("version")
-    p.add_argument("--models", type=Path, default=DEFAULT_MODELS)
-    p.set_defaults(command=cmd_promote)
+PROMOTE_OPTIONS: tuple[Option | Switch, ...] = (
+    Option("version", "the version to make current"),
+    Option("--models", "models directory", read=path, default=DEFAULT_MODELS, metavar="DIR"),
+)
 
-    p = sub.add_parser("compare", help="compare the candidate pipelines by cross-validation")
-    p.add_argument("--data", type=Path, default=DEFAULT_TRAIN)
-    p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--jobs", type=int, default=-1)
-    p.add_argument("--candidates", nargs="*", default=None)
-    p.add_argument(
-        "--test", type=Path, default=None, help="also report test macro-F1 (never used to choose)"
-    )
-    p.set_defaults(command=cmd_compare)
+COMPARE_OPTIONS: tuple[Option | Switch, ...] = (
+    Option("--data", "labelled training file", read=path, default=DEFAULT_TRAIN, metavar="FILE"),
+    FOLDS,
+    SEED,
+    JOBS,
+    Option("--candidates", "candidates to compare", nargs="*", shown_default="all"),
+    Option("--test", "also report test macro-F1 (never used to choose)", read=path, metavar="FILE"),
+)
 
-    data = sub.add_parser("data", help="labelled-data tools").add_subparsers(
-        required=True, metavar="ACTION"
-    )
-    p = data.add_parser("check", help="counts, lengths, duplicates and train/test leakage")
-    p.add_argument("files", nargs="+", type=Path)
-    p.add_argument("--format", choices=["text", "json"], default="text")
-    p.set_defaults(command=cmd_data_check)
+DATA_CHECK_OPTIONS: tuple[Option | Switch, ...] = (
+    Option("files", "labelled CSV or JSONL files", read=path, nargs="+", metavar="FILE"),
+    FORMAT,
+)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def run_train(args: argparse.Namespace) -> int:
     from triage.core.artifacts import new_version, resolve_current, write_artifact
     from triage.training.candidates import DEFAULT_CANDIDATE
     from triage.training.corpus import read_labelled
-    from triage.training.metrics import format_report
     from triage.training.promotion import gate_and_promote
     from triage.training.train import TrainConfig, train
 
@@ -140,58 +153,76 @@ def cmd_train(args: argparse.Namespace) -> int:
         if test is None or result.test is None:
             raise TriageError("--promote needs a test file (--test) to compare models on")
         decision = gate_and_promote(
-            args.out, version, result.test["macro_f1"], test, tolerance=args.tolerance
+            args.out, version, result.test.macro_f1, test, tolerance=args.tolerance
         )
-    if args.format == "json":
-        print_json(
-            {
-                "version": version,
-                "path": str(path),
-                "metrics": result.card["metrics"],
-                "review": result.card["review"],
-                "params": result.card["params"],
-                "promoted": decision.promoted if decision else False,
-                "promotion": decision.reason if decision else None,
-            }
-        )
-    else:
-        print(f"model {version} written to {path} ({result.card['training_seconds']:.1f} s)")
-        print(f"candidate {config.candidate}, params {result.card['params'] or 'defaults'}")
-        print(format_report(f"cross-validation ({config.folds}-fold, out-of-fold)", result.cv))
-        if result.test is not None:
-            print(format_report(f"test: {test_path}", result.test))
-        if decision:
-            print(decision.reason)
+    _print_training(args.format, version, path, result, config, test_path, decision)
     if decision and not decision.promoted:
         raise PromotionRefused(decision.reason)
     return EXIT_OK
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def _print_training(
+    output_format: str,
+    version: str,
+    path: Path,
+    result: TrainResult,
+    config: TrainConfig,
+    test_path: Path | None,
+    decision: GateDecision | None,
+) -> None:
+    """What `triage train` prints: the new artifact, its evaluation and the promotion decision."""
+    from triage.training.metrics import format_report
+
+    if output_format == "json":
+        print_json(
+            {
+                "version": version,
+                "path": str(path),
+                "metrics": result.card.metrics.to_dict(),
+                "review": result.card.review.to_dict(),
+                "params": result.card.params,
+                "promoted": decision.promoted if decision else False,
+                "promotion": decision.reason if decision else None,
+            }
+        )
+        return
+    print(f"model {version} written to {path} ({result.card.training_seconds:.1f} s)")
+    print(f"candidate {config.candidate}, params {result.card.params or 'defaults'}")
+    print(format_report(f"cross-validation ({config.folds}-fold, out-of-fold)", result.cv))
+    if result.test is not None:
+        print(format_report(f"test: {test_path}", result.test))
+    if decision:
+        print(decision.reason)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
     from triage.core.model import load_model
     from triage.training.corpus import read_labelled
     from triage.training.metrics import evaluate, format_report
 
     model = load_model(args.model)
     data = read_labelled(args.data, known_labels=set(model.labels))
-    result = evaluate(
+    evaluation = evaluate(
         data.labels, model.predict_proba(data.texts), model.labels, model.review_threshold
     )
-    result["model_version"] = model.version
+    plots: list[str] = []
     if args.plots is not None:
         from triage.training.plots import write_plots
 
-        result["plots"] = [str(p) for p in write_plots(result, args.plots)]
+        plots = [str(p) for p in write_plots(evaluation, args.plots)]
     if args.format == "json":
-        print_json(result)
+        document = {**evaluation.to_dict(), "model_version": model.version}
+        if args.plots is not None:
+            document["plots"] = plots
+        print_json(document)
     else:
-        print(format_report(f"model {model.version} on {args.data}", result))
-        for plot in result.get("plots", []):
+        print(format_report(f"model {model.version} on {args.data}", evaluation))
+        for plot in plots:
             print(f"wrote {plot}")
     return EXIT_OK
 
 
-def cmd_classify(args: argparse.Namespace) -> int:
+def run_classify(args: argparse.Namespace) -> int:
     from triage.core.model import load_model
 
     text = sys.stdin.read() if args.text == "-" else args.text
@@ -242,7 +273,7 @@ def _classify_remote(target: str, text: str, top_terms: int) -> dict[str, Any]:
     }
 
 
-def cmd_promote(args: argparse.Namespace) -> int:
+def run_promote(args: argparse.Namespace) -> int:
     from triage.core.artifacts import promote, resolve_current
 
     previous = resolve_current(args.models)
@@ -251,7 +282,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+def run_compare(args: argparse.Namespace) -> int:
     from triage.training.compare import compare_candidates, format_comparison
     from triage.training.corpus import read_labelled
     from triage.training.train import TrainConfig
@@ -268,7 +299,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_data_check(args: argparse.Namespace) -> int:
+def run_data_check(args: argparse.Namespace) -> int:
     from triage.training.datacheck import check_files, format_check
 
     report = check_files(args.files)

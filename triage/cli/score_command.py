@@ -5,50 +5,63 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from triage.cli.common import DEFAULT_MODEL, EXIT_OK
+from triage.cli.options import Option, Switch
+from triage.cli.values import integer, path
 from triage.core.errors import TriageError
 
-
-def add_parser(sub: Any, env: Mapping[str, str]) -> None:
-    """`triage score` arguments."""
-    p = sub.add_parser("score", help="score archives of reports in batch (one machine or Dask)")
-    p.add_argument(
+OPTIONS: tuple[Option | Switch, ...] = (
+    Option(
         "inputs",
+        "CSV, JSONL or Parquet files (.gz too), folders or globs of .txt files",
         nargs="+",
-        help="CSV, JSONL or Parquet files (.gz too), folders or globs of .txt files",
-    )
-    p.add_argument("--out", type=Path, required=True, help="OUTPUT.csv, .jsonl or .parquet")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    p.add_argument(
+        metavar="INPUT",
+    ),
+    Option("--out", "OUTPUT.csv, .jsonl or .parquet", read=path, required=True, metavar="OUTPUT"),
+    Option(
+        "--model",
+        "model directory or models/current",
+        read=path,
+        default=DEFAULT_MODEL,
+        metavar="PATH",
+    ),
+    Option(
         "--workers",
-        type=int,
+        "scoring processes",
+        read=integer(1),
         default=os.cpu_count() or 1,
-        help="scoring processes (default: all cores)",
-    )
-    p.add_argument("--chunk-size", type=int, default=500, help="rows per chunk (memory bound)")
-    p.add_argument("--text-column", default="text")
-    p.add_argument("--id-column", default="id", help="(default id; a row number if absent)")
-    p.add_argument(
+        shown_default="the machine's cores",
+        metavar="N",
+    ),
+    Option(
+        "--chunk-size", "rows per chunk (memory bound)", read=integer(1), default=500, metavar="N"
+    ),
+    Option("--text-column", "column holding the report text", default="text", metavar="NAME"),
+    Option(
+        "--id-column",
+        "column holding the report id; a row number if absent",
+        default="id",
+        metavar="NAME",
+    ),
+    Option(
         "--explain",
-        type=int,
+        "add a top_terms column with N explanation terms",
+        read=integer(0),
         default=0,
         metavar="N",
-        help="add a top_terms column with N explanation terms",
-    )
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.add_argument(
+    ),
+    Switch("--resume", "resume", "continue an interrupted run"),
+    Switch("--overwrite", "overwrite", "replace an existing output"),
+    Switch("--quiet", "quiet", "no progress output"),
+    Option(
         "--dask",
+        "score on a Dask cluster: a scheduler address, or 'local'",
         metavar="SCHEDULER",
-        default=None,
-        help="score on a Dask cluster: a scheduler address, or 'local'",
-    )
-    p.set_defaults(command=cmd_score)
+        shown_default="this machine, no Dask",
+    ),
+)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -58,27 +71,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise TriageError("--chunk-size and --workers must be at least 1")
     spec = ArchiveSpec(tuple(args.inputs), args.text_column, args.id_column)
     if args.dask:
-        from triage.archive.dask_job import DaskJob, score_on_dask
-
         # Before dask is imported; worker processes inherit it. An explicit setting wins.
         os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
-        summary = score_on_dask(
-            DaskJob(
-                spec,
-                args.out,
-                args.model,
-                args.dask,
-                args.workers,
-                args.chunk_size,
-                args.explain,
-                args.overwrite,
-            )
-        )
-        print_summary(summary, "on Dask")
-        return EXIT_OK
-
-    from triage.archive.local_job import ScoreJob, run_score_job
+    from triage.archive.job import ScoreJob, run_score_job
     from triage.archive.progress import ProgressDisplay
 
     job = ScoreJob(
@@ -90,6 +86,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         args.explain,
         args.resume,
         args.overwrite,
+        args.dask,
     )
     mode = "off" if args.quiet else ("bar" if sys.stderr.isatty() else "log")
     total = None if mode == "off" else count_rows(spec)
@@ -103,7 +100,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         )
         return 130
     if not args.quiet:
-        print_summary(summary, "")
+        print_summary(summary, "on Dask" if args.dask else "")
     return EXIT_OK
 
 
@@ -121,10 +118,5 @@ def print_summary(summary: Any, where: str) -> None:
         print(f"  {label:<20} {n:>10,}")
     share = summary.needs_review / summary.scored if summary.scored else 0.0
     print(f"  needs review: {summary.needs_review:,} ({share:.1%})")
-    if summary.errors_file:
-        detail = f" (see {summary.errors_file})"
-    elif summary.errors_column and summary.errors:
-        detail = f" (rows with a non-empty {summary.errors_column!r} column)"
-    else:
-        detail = ""
+    detail = f" (see {summary.errors_file})" if summary.errors_file else ""
     print(f"  errors: {summary.errors:,}{detail}")
