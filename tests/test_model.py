@@ -60,7 +60,7 @@ def test_same_data_and_config_give_the_same_model() -> None:
     np.testing.assert_array_equal(
         first.pipeline.predict_proba(texts), second.pipeline.predict_proba(texts)
     )
-    assert first.card["review"] == second.card["review"]
+    assert first.card.review == second.card.review
 
 
 def test_normalisation_is_inside_the_pipeline(tiny_model: TriageModel) -> None:

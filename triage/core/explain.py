@@ -19,7 +19,7 @@ class TermExplainer:
     """Precomputed class weights and readable feature names of one fitted pipeline."""
 
     def __init__(self, pipeline: Pipeline) -> None:
-        names, readable = _feature_names(pipeline.named_steps[FEATURES])
+        names, readable = readable_feature_names(pipeline.named_steps[FEATURES])
         weights = class_weights(pipeline.named_steps[CLASSIFIER])
         if weights.shape[1] != len(names):
             raise ValueError(
@@ -66,8 +66,9 @@ def class_weights(classifier: Any) -> np.ndarray:
     raise TypeError(f"cannot explain a {type(classifier).__name__}: it has no linear weights")
 
 
-def _feature_names(features: Any) -> tuple[np.ndarray, np.ndarray]:
-    """All feature names in column order, and a mask of those readable as words."""
+def readable_feature_names(features: Any) -> tuple[np.ndarray, np.ndarray]:
+    """All feature names in column order, and a mask of those readable as words (in the word
+    part of the features, and not stop words only)."""
     if isinstance(features, FeatureUnion):
         names, readable = [], []
         for part, transformer in features.transformer_list:

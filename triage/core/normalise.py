@@ -12,26 +12,47 @@ DEFAULT_MAX_CHARS = 20_000
 
 # Whole lines of web clutter that scraped releases carry. A line is dropped only when it is
 # clutter through and through, so a sentence that merely mentions "cookies" survives.
+#
+# These patterns run on every line of every report, so no line may make them slow. Each is
+# written so that a character can be matched in one way only: possessive quantifiers (``*+``,
+# ``++``, ``?+``) and atomic groups ``(?>...)`` keep what they took, and no two neighbouring
+# quantifiers can trade characters. Matching is then linear in the line's length (the nested
+# ``(?:\s*[|/·•,]\s*\S+)*`` this replaced took seconds on "share,x,x,...,x a").
+# tests/test_hostile_text.py checks these make the same decisions as those earlier patterns.
+
+# A share bar ("Facebook | Twitter / Email"): a keyword, then items that each start with a
+# separator, then trailing punctuation. An item's word may hold separators ("a/b"), and a
+# separator inside one may start the next item, so whitespace is allowed after it. Each item
+# is matched greedily as far as it goes; only the last one may end without whitespace.
+_SEPARATOR = "|/·•,"
+_ITEM = rf"\S [^\s{_SEPARATOR}]*+ (?: [{_SEPARATOR}] [\s{_SEPARATOR}]*+ [^\s{_SEPARATOR}]*+ )*+"
+_SHARE_BAR_TAIL = rf"""
+    \s*+
+    (?: [{_SEPARATOR}] \s*+ {_ITEM} \s++ )*+
+    (?: [{_SEPARATOR}] \s*+ (?: {_ITEM} )?+  # the last item, if the line ends in one
+      | [^\w\s{_SEPARATOR}] \W*+             # or trailing punctuation
+    )?+"""
 _CLUTTER_LINES = re.compile(
-    r"""^(?:
+    rf"""^(?:
         (?:share|tweet|email|print|copy\ link|facebook|twitter|x|whatsapp|linkedin|reddit
-           |pinterest|messenger|telegram)(?:\s*[|/·•,]\s*\S+)*
-      | share\ (?:this|on|via)\b.*
-      | (?:related|more|latest|popular|top|trending)\ (?:stories|articles|news|content|posts)\b.*
-      | (?:read\ more|most\ read|you\ may\ also\ like|recommended\ for\ you|see\ also)\b.*
-      | (?:have\ your\ say|leave\ a\ (?:comment|reply)|(?:post|add)\ (?:a|your)\ comment)\b.*
-      | (?:sign\ in|log\ in|register)\ to\ (?:comment|reply|continue)\b.*
-      | (?:your\ )?(?:name|e-?mail(?:\ address)?|comment|website)\s*\*?\s*:?
-      | (?:submit|post)(?:\ comment)?
-      | comments?\s*(?:\(\d+\))?
-      | \d+\ comments?
-      | have\ you\ got\ a\ story\ for\ us\b.*
-      | (?:sign\ up|subscribe)\b.*\bnewsletter\b.*
-      | (?:follow|like)\ us\ on\b.*
-      | skip\ to\ (?:main\ )?content | back\ to\ top
-      | (?:main\ menu|menu|home|search|close|advertisement)
-      | (?:accept|reject|manage)\ (?:all\ )?cookies?\b.*
-    )\W*$""",
+           |pinterest|messenger|telegram) {_SHARE_BAR_TAIL}
+      | (?: share\ (?:this|on|via)
+          | (?:related|more|latest|popular|top|trending)\ (?:stories|articles|news|content|posts)
+          | read\ more | most\ read | you\ may\ also\ like | recommended\ for\ you | see\ also
+          | have\ your\ say | leave\ a\ (?:comment|reply) | (?:post|add)\ (?:a|your)\ comment
+          | (?:sign\ in|log\ in|register)\ to\ (?:comment|reply|continue)
+          | have\ you\ got\ a\ story\ for\ us
+          | (?:sign\ up|subscribe)\b (?>.*?\bnewsletter\b)  # its first mention decides
+          | (?:follow|like)\ us\ on
+          | (?:accept|reject|manage)\ (?:all\ )?+cookies?+
+        )\b .*+ \W*+
+      | (?:your\ )?+(?:name|e-?mail(?:\ address)?+|comment|website) \W*+  # form labels
+      | (?:submit|post)(?:\ comment)?+ \W*+
+      | comments?+ (?:\s*+\(\d++\))?+ \W*+
+      | \d++\ comments?+ \W*+
+      | (?:skip\ to\ (?:main\ )?+content | back\ to\ top
+          | main\ menu | menu | home | search | close | advertisement) \W*+
+    )$""",
     re.IGNORECASE | re.VERBOSE,
 )
 # Cookie banners run to a full sentence or two; any line that is mostly about cookies goes.
