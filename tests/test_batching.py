@@ -63,6 +63,7 @@ def test_a_lone_call_is_scored_at_once_and_a_queue_is_taken_together(engine: Liv
 
 
 def test_a_quiet_service_scores_on_the_callers_own_thread(engine: LiveModel) -> None:
+    # The behaviour under test is the absence of a hand-off, so the thread is what to observe.
     def run_on(config: BatchingConfig) -> set[int]:
         threads: set[int] = set()
 

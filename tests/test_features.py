@@ -79,7 +79,7 @@ def test_the_cache_is_bounded_and_never_pickled(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(features, "CACHE_WORDS", 5)
     texts = read_labelled(TINY).texts[:20]
     assert_identical(reference.transform(texts), fast.transform(texts))
-    assert 0 < len(fast._word_cache()) <= 5
+    assert 0 < fast.cached_words <= 5
     copy = pickle.loads(pickle.dumps(fast))
     assert "_features_by_word" not in copy.__dict__
     assert_identical(reference.transform(texts), copy.transform(texts))

@@ -62,7 +62,7 @@ def test_other_shapes_run_through_scikit_learn() -> None:
 
 
 def test_the_served_model_uses_it(tiny_model: TriageModel) -> None:
-    assert tiny_model._forward is not None
+    assert ForwardPass.of(tiny_model.pipeline) is not None  # the served shape is one it runs
     texts = read_labelled(TINY).texts[:10]
     proba = tiny_model.pipeline.predict_proba(texts)
     for row, prediction in zip(proba, tiny_model.predict(texts), strict=True):

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from triage.cli import model_commands, score_command, serve_command
-from triage.cli.common import EXIT_ERROR, EXIT_NOT_PROMOTED, EXIT_USAGE
+from triage.cli.defaults import EXIT_ERROR, EXIT_NOT_PROMOTED, EXIT_USAGE
 from triage.cli.options import Command, ConfigError, Option, build_parser, parse_command_line
 from triage.core.errors import PromotionRefused, TriageError
 

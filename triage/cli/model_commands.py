@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from triage.cli.common import (
+from triage.cli.defaults import (
     DEFAULT_MODEL,
     DEFAULT_MODELS,
     DEFAULT_TEST,
     DEFAULT_TRAIN,
     EXIT_ERROR,
     EXIT_OK,
-    print_json,
 )
 from triage.cli.options import Option, Switch
 from triage.cli.values import integer, number, path, probability
@@ -117,6 +117,10 @@ DATA_CHECK_OPTIONS: tuple[Option | Switch, ...] = (
     Option("files", "labelled CSV or JSONL files", read=path, nargs="+", metavar="FILE"),
     FORMAT,
 )
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from triage.cli.common import DEFAULT_MODEL, EXIT_OK
+from triage.cli.defaults import DEFAULT_MODEL, EXIT_OK
 from triage.cli.options import Option, Switch
 from triage.cli.values import integer, path
 from triage.core.errors import TriageError

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from triage.cli.common import DEFAULT_MODEL
+from triage.cli.defaults import DEFAULT_MODEL
 from triage.cli.options import Option, Switch
 from triage.cli.values import PORT, integer, number, path, token_list
 from triage.core.errors import TriageError

@@ -92,6 +92,12 @@ class CachedTfidfVectorizer(TfidfVectorizer):
 
         return by_word
 
+    @property
+    def cached_words(self) -> int:
+        """How many distinct words' features are remembered now (at most ``CACHE_WORDS``)."""
+        cache = self.__dict__.get("_features_by_word")
+        return len(cache[1]) if cache is not None and cache[0] is self.vocabulary_ else 0
+
     def _word_cache(self) -> dict[str, list[int]]:
         # Bound to the fitted vocabulary object: a refit makes a new one, and so a new cache.
         cache: tuple[dict[str, int], dict[str, list[int]]] | None = self.__dict__.get(
