@@ -3,36 +3,33 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
-import io
 import json
+import logging
 import os
 import re
 import shutil
-import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
 import sklearn
 from sklearn.pipeline import Pipeline
 
-from triage.core.card import ArtifactFile, ModelCard, TrainingRecord
+from triage.core.artifact_format import pipeline_from_bytes, pipeline_to_bytes
+from triage.core.card import LEGACY_PICKLE, SKOPS, ArtifactFile, ModelCard, TrainingRecord
 from triage.core.errors import InvalidRecord, ModelLoadError
+from triage.core.pipeline import CLASSIFIER, FEATURES, NORMALISE
 
-MODEL_FILE = "model.joblib"
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.skops"
+LEGACY_MODEL_FILE = "model.joblib"  # written before skops; loaded only by `triage convert`
 CARD_FILE = "model.json"
 CURRENT = "current"
 PROMOTIONS_LOG = "promotions.jsonl"
+STEPS = (NORMALISE, FEATURES, CLASSIFIER)
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# Artifacts pickled before the package was split into role subpackages name the pipeline's own
-# classes by their old module paths; those names resolve to the modules that hold them now.
-_MOVED_MODULES = {
-    "triage.normalise": "triage.core.normalise",
-    "triage.features": "triage.core.features",
-}
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -45,19 +42,24 @@ def write_artifact(
 ) -> Path:
     """Write ``models_dir/version/`` (pipeline + card) atomically and return its path.
 
-    The card holds ``training`` with the version and the sha256 of the pickled pipeline; the
-    directory only appears under its final name once both files are complete.
+    The card holds ``training`` with the version and the sha256 of the pipeline's skops file;
+    the directory only appears under its final name once both files are complete.
     """
-    if not _VERSION.match(version):
-        raise ModelLoadError(f"bad version name {version!r}: use letters, digits, '.', '_', '-'")
+    if not _VERSION.match(version) or version == CURRENT:
+        raise ModelLoadError(
+            f"bad version name {version!r}: use letters, digits, '.', '_', '-' (not {CURRENT!r})"
+        )
     target = models_dir / version
-    if target.exists():
+    if target.exists() or target.is_symlink():
         raise ModelLoadError(f"{target} already exists: choose another version")
     models_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=models_dir))
     try:
-        joblib.dump(pipeline, staging / MODEL_FILE)
-        artifact = ArtifactFile(file=MODEL_FILE, sha256=_sha256(staging / MODEL_FILE))
+        model_bytes = pipeline_to_bytes(pipeline)
+        (staging / MODEL_FILE).write_bytes(model_bytes)
+        artifact = ArtifactFile(
+            file=MODEL_FILE, sha256=hashlib.sha256(model_bytes).hexdigest(), format=SKOPS
+        )
         card = ModelCard(version=version, training=training, artifact=artifact)
         (staging / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
         staging.rename(target)
@@ -68,45 +70,44 @@ def write_artifact(
 
 
 def read_card(path: Path) -> ModelCard:
-    """Read and check the card of the artifact at ``path`` (a version dir or ``current``)."""
-    card_path = Path(path) / CARD_FILE
+    """Read and check the card of the artifact at ``path`` (a version dir or ``current``).
+
+    Errors name the version (the directory's name), not the path: they reach gRPC callers of
+    ReloadModel. The path is logged here instead."""
+    path = Path(path)
+    name = version_name(path)
     try:
-        return ModelCard.from_json(card_path.read_text(encoding="utf-8"))
+        return ModelCard.from_json((path / CARD_FILE).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ModelLoadError(
-            f"no model card at {card_path}: is {path} a model directory?"
-        ) from None
+        problem = f"no model card ({CARD_FILE}) for model {name}: is it a model directory?"
     except InvalidRecord as err:
-        raise ModelLoadError(f"model card {card_path}: {err}") from None
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"cannot read model card {card_path}: {err}") from None
+        problem = f"model card of {name}: {err}"
+    except OSError as err:
+        problem = f"cannot read model card of {name}: {err.strerror}"
+    except ValueError as err:  # not JSON, or not UTF-8
+        problem = f"cannot read model card of {name}: {err}"
+    raise _refused(path, problem)
 
 
-def load_artifact(path: Path, mmap: bool = False) -> tuple[Pipeline, ModelCard]:
-    """Verify the artifact at ``path`` and only then unpickle it.
+def load_artifact(path: Path) -> tuple[Pipeline, ModelCard]:
+    """Verify the artifact at ``path`` against its card, then load it without running code.
 
-    A pickle runs code when loaded, so the file's sha256 must match the card and the card's
-    scikit-learn version must match the installed one before ``joblib.load`` is called.
-    ``mmap`` maps the pickle's arrays read-only from the file instead of copying them, so that
-    several processes serving one model share its weights through the page cache.
+    The file is read once: the bytes whose sha256 is checked are the bytes loaded. Its format
+    must be skops (see :mod:`triage.core.artifact_format`); a legacy pickle is refused with the
+    command that converts it.
     """
-    card = verified_card(Path(path))
-    model_file = Path(path) / card.artifact.file
-    _resolve_moved_modules()
-    loaded = joblib.load(model_file, mmap_mode="r" if mmap else None)
-    return _checked_pipeline(loaded, card, str(model_file)), card
+    path = Path(path)
+    card, model_bytes = _verified(path)
+    try:
+        return _loaded(card, model_bytes, f"model {version_name(path)}"), card
+    except ModelLoadError as err:
+        raise _refused(path, str(err)) from None
 
 
 def verified_card(path: Path) -> ModelCard:
     """The card of the artifact at ``path`` after checking the artifact against it, without
-    unpickling (for a process that hands the loading to workers)."""
-    path = Path(path)
-    card = read_card(path)
-    model_file = path / card.artifact.file
-    if model_file.parent.resolve() != path.resolve() or not model_file.is_file():
-        raise ModelLoadError(f"model file {model_file} is missing or outside {path}")
-    verify_artifact(card, _sha256(model_file), str(model_file))
-    return card
+    loading it (for a process that hands the loading to workers)."""
+    return _verified(Path(path))[0]
 
 
 def load_artifact_bytes(card: ModelCard, model_bytes: bytes) -> tuple[Pipeline, ModelCard]:
@@ -114,17 +115,36 @@ def load_artifact_bytes(card: ModelCard, model_bytes: bytes) -> tuple[Pipeline, 
     workers)."""
     name = f"model {card.version}"
     verify_artifact(card, hashlib.sha256(model_bytes).hexdigest(), name)
-    _resolve_moved_modules()
-    return _checked_pipeline(joblib.load(io.BytesIO(model_bytes)), card, name), card
+    return _loaded(card, model_bytes, name), card
 
 
 def verify_artifact(card: ModelCard, actual_sha256: str, name: str) -> None:
-    """Refuse an artifact whose bytes or scikit-learn version do not match its card."""
+    """Refuse an artifact that is a pickle, or whose bytes or scikit-learn version do not
+    match its card."""
+    _check_card(card, name, card.version)
     expected = card.artifact.sha256
     if actual_sha256 != expected:
         raise ModelLoadError(
             f"refusing to load {name}: its sha256 {actual_sha256[:12]}... does not match the "
             f"model card's {expected[:12]}... (the file was changed or corrupted)"
+        )
+
+
+def _check_card(card: ModelCard, name: str, version: str) -> None:
+    """Refuse a card whose artifact this triage must not or cannot load, before reading it
+    (``version``: what `triage convert` would be given for it)."""
+    artifact_format = card.artifact.format
+    if artifact_format == LEGACY_PICKLE:
+        raise ModelLoadError(
+            f"refusing to load {name}: it is a pickle ({card.artifact.file}, written before "
+            "triage saved models with skops), and loading a pickle runs whatever code it holds. "
+            f"If you trust where it came from, convert it with `triage convert {version[:80]} "
+            "--trust-pickle` and promote the version that writes"
+        )
+    if artifact_format != SKOPS:
+        raise ModelLoadError(
+            f"refusing to load {name}: its artifact format {artifact_format[:40]!r} is unknown "
+            "to this triage; upgrade triage to load it"
         )
     trained_with = card.training.libraries.get("scikit-learn")
     if trained_with != sklearn.__version__:
@@ -134,10 +154,56 @@ def verify_artifact(card: ModelCard, actual_sha256: str, name: str) -> None:
         )
 
 
+def version_name(path: Path) -> str:
+    """What errors call the artifact at ``path``: the name of the version directory it is (or
+    that ``current`` points to), never its path on this machine."""
+    return Path(path).resolve().name or "(root)"
+
+
+def _verified(path: Path) -> tuple[ModelCard, bytes]:
+    card = read_card(path)
+    version = version_name(path)
+    name = f"model {version}"
+    try:
+        _check_card(card, name, version)  # a pickle is refused before its bytes are even read
+        model_file = path / card.artifact.file
+        if model_file.parent.resolve() != path.resolve() or not model_file.is_file():
+            raise ModelLoadError(
+                f"refusing to load {name}: its model file {card.artifact.file[:80]!r} is missing "
+                "or not in its directory"
+            )
+        model_bytes = model_file.read_bytes()
+        verify_artifact(card, hashlib.sha256(model_bytes).hexdigest(), name)
+    except OSError as err:
+        raise _refused(path, f"cannot read {name}: {err.strerror}") from None
+    except ModelLoadError as err:
+        raise _refused(path, str(err)) from None
+    return card, model_bytes
+
+
+def _loaded(card: ModelCard, model_bytes: bytes, name: str) -> Pipeline:
+    pipeline = pipeline_from_bytes(model_bytes, name)
+    return _checked_pipeline(pipeline, card, name)
+
+
+def _refused(path: Path, problem: str) -> ModelLoadError:
+    # The caller may be a remote client (ReloadModel): the error names the version, and the
+    # path, which only the operator needs, goes to this machine's log. (The caller reports the
+    # error itself; repeating it here would print it twice.)
+    log.warning("refused the model at %s", path)
+    return ModelLoadError(problem)
+
+
 def _checked_pipeline(pipeline: Any, card: ModelCard, name: str) -> Pipeline:
     if not isinstance(pipeline, Pipeline):
         raise ModelLoadError(f"{name} holds a {type(pipeline).__name__}, not a Pipeline")
-    classes = tuple(str(c) for c in pipeline.classes_)
+    try:
+        steps = tuple(step for step, _ in pipeline.steps)
+        classes = tuple(str(c) for c in pipeline.classes_)
+    except (AttributeError, TypeError, ValueError):  # trusted types, nonsense state
+        steps, classes = (), ()
+    if steps != STEPS:
+        raise ModelLoadError(f"{name} is not a triage pipeline (steps {list(STEPS)})")
     if classes != card.labels:
         raise ModelLoadError(f"{name}: classes {list(classes)} differ from the card's labels")
     return pipeline
@@ -166,13 +232,23 @@ def list_versions(models_dir: Path) -> list[str]:
 def promote(models_dir: Path, version: str, reason: str = "") -> Path:
     """Point ``models_dir/current`` at ``version`` atomically (promotion or rollback).
 
-    The artifact is verified first, so ``current`` never points at a model that would be
-    refused. Every switch is appended to ``promotions.jsonl``.
+    ``version`` must be a version directory of ``models_dir`` itself: not ``current`` (which
+    would then point at itself), nor a symlink, a dot name or a path. The artifact is verified
+    and loaded first (without running code), so ``current`` never points at a model that
+    would be refused. Every switch is appended to ``promotions.jsonl``.
     """
+    known = list_versions(models_dir)
+    if version == CURRENT:
+        raise ModelLoadError(
+            f"{CURRENT!r} is the pointer that promotion moves, not a version: name the version "
+            f"to make current (have: {', '.join(known) or 'none'})"
+        )
+    if version not in known:
+        raise ModelLoadError(
+            f"no model version {version[:80]!r} in {models_dir} (have: {', '.join(known) or 'none'}"
+            "); a version is the name of a directory there, not a path or a link"
+        )
     target = models_dir / version
-    if not _VERSION.match(version) or not target.is_dir():
-        known = ", ".join(list_versions(models_dir)) or "none"
-        raise ModelLoadError(f"no model version {version!r} in {models_dir} (have: {known})")
     load_artifact(target)
     previous = resolve_current(models_dir)
     tmp_link = models_dir / f".{CURRENT}.{os.getpid()}.tmp"
@@ -185,20 +261,6 @@ def promote(models_dir: Path, version: str, reason: str = "") -> Path:
         "previous": previous.name if previous else None,
         "reason": reason,
     }
-    with (models_dir / PROMOTIONS_LOG).open("a", encoding="utf-8") as log:
-        log.write(json.dumps(entry) + "\n")
+    with (models_dir / PROMOTIONS_LOG).open("a", encoding="utf-8") as log_file:
+        log_file.write(json.dumps(entry) + "\n")
     return target
-
-
-def _resolve_moved_modules() -> None:
-    for old, new in _MOVED_MODULES.items():
-        if old not in sys.modules:
-            sys.modules[old] = importlib.import_module(new)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

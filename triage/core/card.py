@@ -184,19 +184,34 @@ class TrainingRecord:
         )
 
 
+# How the pipeline file is saved (the card's artifact.format).
+SKOPS = "skops"  # skops.io: loads without running code, constructing only trusted types
+# A joblib pickle, which runs whatever code it names when loaded: every card written before
+# the artifact format was recorded (they have no artifact.format field) describes one.
+LEGACY_PICKLE = "joblib"
+
+
 @dataclass(frozen=True)
 class ArtifactFile:
-    """The pickled pipeline beside the card, and the sha256 it must have to be loaded."""
+    """The saved pipeline beside the card: its file, the sha256 it must have, its format."""
 
     file: str
     sha256: str
+    format: str = SKOPS
 
     def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "sha256": self.sha256}
+        document = {"file": self.file, "sha256": self.sha256}
+        if self.format != LEGACY_PICKLE:  # a legacy card is written back as it was read
+            document["format"] = self.format
+        return document
 
     @classmethod
     def read(cls, fields: JsonFields) -> ArtifactFile:
-        return cls(file=fields.text("file"), sha256=fields.text("sha256"))
+        return cls(
+            file=fields.text("file"),
+            sha256=fields.text("sha256"),
+            format=fields.text("format") if "format" in fields.names() else LEGACY_PICKLE,
+        )
 
 
 @dataclass(frozen=True)

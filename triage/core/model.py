@@ -12,6 +12,7 @@ from sklearn import config_context
 from sklearn.pipeline import Pipeline
 
 from triage.core.artifacts import ModelCard, load_artifact, load_artifact_bytes
+from triage.core.errors import ModelLoadError
 from triage.core.evidence import EvidenceCheck
 from triage.core.explain import TermExplainer, Terms
 from triage.core.forward import ForwardPass
@@ -123,14 +124,24 @@ def _review_reasons(has_evidence: bool, below_threshold: bool) -> tuple[str, ...
     return tuple(reasons)
 
 
-def load_model(path: Path | str, mmap: bool = False) -> TriageModel:
-    """Load the model at ``path`` (a version directory or ``models/current``), verified first.
-    ``mmap``: map its arrays from the file, shared between processes (read-only)."""
-    pipeline, card = load_artifact(Path(path), mmap=mmap)
-    return TriageModel(pipeline, card)
+def load_model(path: Path | str) -> TriageModel:
+    """Load the model at ``path`` (a version directory or ``models/current``), verified first
+    and loaded without running code (see :mod:`triage.core.artifacts`)."""
+    pipeline, card = load_artifact(Path(path))
+    return _served(pipeline, card)
 
 
 def load_model_bytes(card: ModelCard, model_bytes: bytes) -> TriageModel:
     """Load a model shipped as bytes with its card, verified exactly as :func:`load_model`."""
     pipeline, card = load_artifact_bytes(card, model_bytes)
-    return TriageModel(pipeline, card)
+    return _served(pipeline, card)
+
+
+def _served(pipeline: Pipeline, card: ModelCard) -> TriageModel:
+    try:
+        return TriageModel(pipeline, card)
+    except Exception as err:  # trusted types holding state no triage training wrote
+        raise ModelLoadError(
+            f"model {card.version[:80]} cannot serve: its pipeline is not one triage trained "
+            f"({type(err).__name__})"
+        ) from None

@@ -14,6 +14,7 @@ import joblib
 import numpy as np
 import scipy
 import sklearn
+import skops
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline
@@ -166,13 +167,14 @@ def describe(data: LabelledData) -> DataProvenance:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions that decide whether a pickled pipeline can be trusted to load and behave."""
+    """Versions that decide whether a saved pipeline loads and behaves as it did in training."""
     return {
         "python": platform.python_version(),
         "scikit-learn": sklearn.__version__,
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "joblib": joblib.__version__,
+        "skops": skops.__version__,
         "triage": triage.__version__,
     }
 
