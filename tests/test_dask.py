@@ -27,12 +27,14 @@ TEXTS = read_labelled(TINY).texts
 
 
 def _archive_with_bad_rows(folder: Path) -> tuple[Path, Path]:
-    """A CSV and a JSONL file, each with good rows around undecodable, empty and broken ones."""
+    """A CSV and a JSONL file, each with good rows around undecodable, empty and broken ones
+    (in the CSV, an unclosed quote that would swallow the next row)."""
     csv_path = folder / "calls.csv"
     lines = [b"id,text"]
     lines += [f'c{i},"{TEXTS[i % len(TEXTS)]} ({i})"'.encode() for i in range(40)]
     lines.insert(5, b'c-bytes,"caf\xe9 robbery"')
     lines.insert(9, b'c-empty,"   "')
+    lines.insert(15, b'c-open,"an unclosed quote')
     csv_path.write_bytes(b"\n".join(lines) + b"\n")
     jsonl_path = folder / "notes.jsonl"
     records = [
@@ -66,15 +68,23 @@ def test_dask_local_writes_the_same_output_and_errors_file_as_a_local_run(
     errors = tmp_path / "dask.jsonl.errors.jsonl"
     assert errors.read_bytes() == (tmp_path / "local.jsonl.errors.jsonl").read_bytes()
     reasons = {e["id"]: e["reason"] for e in map(json.loads, errors.read_text().splitlines())}
-    assert set(reasons) == {"c-bytes", "c-empty", "notes.jsonl:4", "j-bytes", "j-nofield"}
+    assert set(reasons) == {
+        "c-bytes",
+        "c-empty",
+        "c-open",
+        "notes.jsonl:4",
+        "j-bytes",
+        "j-nofield",
+    }
     assert "UTF-8" in reasons["c-bytes"] and "UTF-8" in reasons["j-bytes"]
     assert "empty" in reasons["c-empty"] and "not valid JSON" in reasons["notes.jsonl:4"]
     assert "missing field 'text'" in reasons["j-nofield"]
+    assert "unclosed quote? a quoted field runs over lines 16-17" in reasons["c-open"]
     scored = [json.loads(line)["id"] for line in there.read_text().splitlines()]
     assert scored == [f"c{i}" for i in range(40)] + [f"j{i}" for i in range(30)]
     printed = capsys.readouterr().out
-    assert "scored 70 of 75 rows on Dask with model v1" in printed
-    assert f"errors: 5 (see {errors})" in printed
+    assert "scored 70 of 76 rows on Dask with model v1" in printed
+    assert f"errors: 6 (see {errors})" in printed
     assert not progress_path_for(there).exists() and not (tmp_path / "dask.jsonl.parts").exists()
 
 

@@ -19,9 +19,15 @@ from triage.archive.executor import ChunkExecutor, InProcessExecutor, PendingChu
 from triage.archive.readers import ArchiveSpec, expand_inputs, read_archive
 from triage.archive.rows import ArchiveRow
 from triage.archive.summary import ScoreSummary
-from triage.archive.writers import Checkpoint, EncodedChunk, ResultSink, output_format
+from triage.archive.writers import (
+    RESUME_HINT,
+    Checkpoint,
+    EncodedChunk,
+    ResultSink,
+    output_format,
+)
 from triage.core.artifacts import ModelCard, verified_card
-from triage.core.errors import TriageError
+from triage.core.errors import DataFileError, TriageError
 from triage.core.scoring import chunked
 
 PROGRESS_VERSION = 1
@@ -64,6 +70,10 @@ def run_score_job(job: ScoreJob, progress: Progress | None = None) -> ScoreSumma
     summary.model_version = card.version
     rows = islice(read_archive(job.archive), summary.rows, None)  # skip what is already done
     with _executor(job, card, ChunkTask(fmt, job.explain_terms)) as executor:
+        if not job.resume:
+            # Saved before OUTPUT is created, so that whatever fails from here on (a full disk
+            # included) leaves a run that --resume continues, even before its first chunk.
+            _save_state(state_path, identity, summary, checkpoint, first=True)
         sink = ResultSink(
             job.output,
             card.labels,
@@ -81,7 +91,7 @@ def run_score_job(job: ScoreJob, progress: Progress | None = None) -> ScoreSumma
             sink.abort()
             raise
         sink.finish()
-    state_path.unlink()
+    state_path.unlink(missing_ok=True)
     summary.seconds = time.perf_counter() - started
     summary.output = str(job.output)
     summary.errors_file = str(sink.errors_path) if summary.errors else None
@@ -122,14 +132,25 @@ def _prepare(
             raise TriageError(
                 f"nothing to resume: {state_path} is missing (the run finished, or never started)"
             )
-        state = json.loads(state_path.read_text())
+        unreadable = DataFileError(
+            state_path,
+            "unreadable progress file: start again without --resume (and with --overwrite)",
+        )
+        try:
+            state = json.loads(state_path.read_text())
+            recorded = dict(state["identity"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise unreadable from None
         for key, value in identity.items():
-            if state["identity"].get(key) != value:
+            if recorded.get(key) != value:
                 raise TriageError(
                     f"cannot resume {job.output}: its {key} changed since the interrupted run; "
                     "start again without --resume (and with --overwrite)"
                 )
-        return ScoreSummary.resumed(state["summary"]), Checkpoint(**state["checkpoint"])
+        try:
+            return ScoreSummary.resumed(state["summary"]), Checkpoint(**state["checkpoint"])
+        except (KeyError, TypeError):
+            raise unreadable from None
     if (job.output.exists() or state_path.exists()) and not job.overwrite:
         hint = "--resume to continue it" if state_path.exists() else "--overwrite to replace it"
         raise TriageError(f"{job.output} exists: use {hint}")
@@ -154,12 +175,23 @@ def _identity(job: ScoreJob, card: ModelCard, fmt: str) -> dict[str, Any]:
 
 
 def _save_state(
-    path: Path, identity: dict[str, Any], summary: ScoreSummary, checkpoint: Checkpoint
+    path: Path,
+    identity: dict[str, Any],
+    summary: ScoreSummary,
+    checkpoint: Checkpoint,
+    first: bool = False,
 ) -> None:
     state = {"identity": identity, "summary": summary.counts(), "checkpoint": vars(checkpoint)}
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
-        json.dump(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # the state always describes complete, synced output
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("w") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # the state always describes complete, synced output
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        # The previous state (if any) is untouched, and still true of the output.
+        hint = "fix that, then rerun" if first else RESUME_HINT
+        raise DataFileError(path, f"cannot write ({err.strerror or err}); {hint}") from None

@@ -14,3 +14,4 @@ class ArchiveRow:
     id: str
     text: str
     problem: str | None = None
+    line: int | None = None  # the file line it starts on (CSV, JSONL, .txt); None for Parquet

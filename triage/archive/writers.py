@@ -8,7 +8,8 @@ import json
 import os
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from triage.core.model import Prediction
 from triage.core.scoring import Outcome
 
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+RESUME_HINT = "fix that (free some space?), then rerun the same command with --resume"
 
 
 def output_format(path: Path) -> str:
@@ -65,7 +67,13 @@ def encode_chunk(
         if p is None:
             reason = str(outcome.error) if outcome.error else "not scored"
             chunk.errors.append(
-                {"source": row.source, "row": row.row, "id": row.id, "reason": reason}
+                {
+                    "source": row.source,
+                    "row": row.row,
+                    "line": row.line,
+                    "id": row.id,
+                    "reason": reason,
+                }
             )
             continue
         records.append(_prediction_record(row.id, p, labels, with_terms))
@@ -135,7 +143,8 @@ class ResultSink:
     (flushed and fsynced) before its checkpoint is returned.
 
     Parquet cannot be appended to, so chunks go to ``OUTPUT.parts/part-NNNNNN.parquet`` (each a
-    valid file) and :meth:`finish` joins them into OUTPUT.
+    valid file) and :meth:`finish` joins them into OUTPUT. A file that cannot be written (a full
+    disk) raises :class:`DataFileError` naming it; what was checkpointed before stays valid.
     """
 
     def __init__(
@@ -153,44 +162,56 @@ class ResultSink:
         self.with_terms = with_terms
         start = resume_from or Checkpoint()
         self._parts = start.parts
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._errors = _open_at(self.errors_path, start.errors_bytes, fresh=resume_from is None)
+        self._out: Any = None
+        self._errors: Any = None
+        with _writing(path.parent):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        with _writing(self.errors_path):
+            self._errors = _open_at(self.errors_path, start.errors_bytes, fresh=resume_from is None)
         if self.fmt == "parquet":
-            self._out = None
-            if resume_from is None:
-                shutil.rmtree(self.parts_dir, ignore_errors=True)
-            self.parts_dir.mkdir(exist_ok=True)
-            for stale in self.parts_dir.glob("part-*.parquet"):
-                if int(stale.stem.split("-")[1]) >= self._parts:
-                    stale.unlink()  # written after the last checkpoint: redone on resume
+            with _writing(self.parts_dir):
+                if resume_from is None:
+                    shutil.rmtree(self.parts_dir, ignore_errors=True)
+                self.parts_dir.mkdir(exist_ok=True)
+                for stale in self.parts_dir.glob("part-*.parquet"):
+                    if int(stale.stem.split("-")[1]) >= self._parts:
+                        stale.unlink()  # written after the last checkpoint: redone on resume
         else:
-            self._out = _open_at(path, start.output_bytes, fresh=resume_from is None)
-            if resume_from is None and self.fmt == "csv":
-                header = io.StringIO()
-                csv.writer(header, lineterminator="\n").writerow(
-                    result_columns(self.labels, with_terms)
-                )
-                self._out.write(header.getvalue().encode("utf-8"))
+            with _writing(path):
+                self._out = _open_at(path, start.output_bytes, fresh=resume_from is None)
+                if start.output_bytes == 0 and self.fmt == "csv":
+                    # Whenever the output starts from nothing, a resumed run's included.
+                    header = io.StringIO()
+                    csv.writer(header, lineterminator="\n").writerow(
+                        result_columns(self.labels, with_terms)
+                    )
+                    self._out.write(header.getvalue().encode("utf-8"))
 
     def write(self, chunk: EncodedChunk) -> Checkpoint:
         if self._out is not None:
-            self._out.write(chunk.payload)
-            _sync(self._out)
+            with _writing(self.path):
+                self._out.write(chunk.payload)
+                _sync(self._out)
         else:
             import pyarrow.parquet as pq
 
             part = self.parts_dir / f"part-{self._parts:06d}.parquet"
             tmp = part.with_suffix(".tmp")
-            pq.write_table(chunk.payload, tmp)
-            os.replace(tmp, part)
+            with _writing(part):
+                pq.write_table(chunk.payload, tmp)
+                os.replace(tmp, part)
             self._parts += 1
-        if chunk.errors:
-            self._errors.write(
-                "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in chunk.errors).encode(
-                    "utf-8"
-                )
-            )
-        _sync(self._errors)
+        with _writing(self.errors_path):
+            if chunk.errors:
+                # backslashreplace: a character UTF-8 cannot hold (a surrogate in a file name)
+                # comes out as its JSON \u escape instead of failing the run.
+                lines = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in chunk.errors)
+                self._errors.write(lines.encode("utf-8", errors="backslashreplace"))
+            _sync(self._errors)
+        return self.checkpoint()
+
+    def checkpoint(self) -> Checkpoint:
+        """How far the files are complete now (everything written so far is synced)."""
         return Checkpoint(
             output_bytes=self._out.tell() if self._out is not None else 0,
             errors_bytes=self._errors.tell(),
@@ -200,26 +221,32 @@ class ResultSink:
     def finish(self) -> None:
         """Close the files; for Parquet, join the parts into OUTPUT (streamed, part by part)."""
         if self._out is not None:
-            self._out.close()
+            with _writing(self.path):
+                self._out.close()
         else:
             import pyarrow.parquet as pq
 
             schema = _arrow_schema(self.labels, self.with_terms)
             tmp = self.path.with_name(self.path.name + ".tmp")
-            with pq.ParquetWriter(tmp, schema) as writer:
+            with _writing(self.path), pq.ParquetWriter(tmp, schema) as writer:
                 for i in range(self._parts):
                     writer.write_table(pq.read_table(self.parts_dir / f"part-{i:06d}.parquet"))
-            os.replace(tmp, self.path)
-            shutil.rmtree(self.parts_dir)
-        self._errors.close()
-        if self.errors_path.stat().st_size == 0:
-            self.errors_path.unlink()
+            with _writing(self.path):
+                os.replace(tmp, self.path)
+                shutil.rmtree(self.parts_dir)
+        with _writing(self.errors_path):
+            self._errors.close()
+            if self.errors_path.stat().st_size == 0:
+                self.errors_path.unlink()
 
     def abort(self) -> None:
-        """Close without finishing: what was checkpointed stays for --resume."""
-        if self._out is not None:
-            self._out.close()
-        self._errors.close()
+        """Close without finishing: what was checkpointed stays for --resume. Never raises: a
+        close that fails (the disk that failed a write is still full) loses only what comes
+        after the checkpoint, which --resume cuts off anyway."""
+        for handle in (self._out, self._errors):
+            if handle is not None:
+                with suppress(OSError):
+                    handle.close()
 
 
 def errors_path_for(output: Path) -> Path:
@@ -235,6 +262,15 @@ def _open_at(path: Path, offset: int, fresh: bool) -> Any:
     handle.truncate(offset)  # drop anything a killed run wrote after its last checkpoint
     handle.seek(offset)
     return handle
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A failed write (a full disk, a read-only folder) as a DataFileError naming the file."""
+    try:
+        yield
+    except OSError as err:
+        raise DataFileError(path, f"cannot write ({err.strerror or err}); {RESUME_HINT}") from None
 
 
 def _sync(handle: Any) -> None:
