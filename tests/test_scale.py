@@ -182,7 +182,7 @@ def test_a_killed_model_process_is_replaced(pool_server: TriageServer) -> None:
         )
     assert failures == []  # it died idle: nobody's call was lost
     assert len(batch.results) == 4
-    assert pool_server.metrics.registry.get_sample_value("triage_model_process_restarts") == 1
+    assert pool_server.metrics.registry.get_sample_value("triage_model_process_restarts_total") == 1
     assert victim not in pool.pids() and None not in pool.pids()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
 from pathlib import Path
 from types import TracebackType
 
@@ -14,6 +15,7 @@ from triage.archive.rows import ArchiveRow
 from triage.archive.writers import EncodedChunk
 from triage.core.errors import TriageError
 from triage.core.model import TriageModel, load_model
+from triage.lifeline import Lifeline, die_with_parent
 
 
 class ProcessExecutor:
@@ -25,6 +27,7 @@ class ProcessExecutor:
         self._workers = workers
         self._task = task
         self._pool: ProcessPoolExecutor | None = None
+        self._lifeline: Lifeline | None = None
         self.in_flight = 2 * workers
 
     def __enter__(self) -> ProcessExecutor:
@@ -32,11 +35,14 @@ class ProcessExecutor:
         # The fork server imports scikit-learn once (~2 s); each worker then starts from it
         # already imported instead of importing it again. (No effect if the fork server runs.)
         context.set_forkserver_preload([__name__])
+        # Workers (and so the fork server) end with this process even if it is killed: a
+        # pool's workers wait for chunks forever otherwise, ~400 MiB each.
+        self._lifeline = Lifeline()
         self._pool = ProcessPoolExecutor(
             self._workers,
             mp_context=context,
             initializer=_init_worker,
-            initargs=(str(self._model_path), self._task),
+            initargs=(str(self._model_path), self._task, self._lifeline.end),
         )
         return self
 
@@ -51,6 +57,9 @@ class ProcessExecutor:
         pool, self._pool = self._pool, None
         # After a failure, the chunks still queued are not worth waiting for.
         pool.shutdown(wait=error is None, cancel_futures=error is not None)
+        if self._lifeline is not None:
+            self._lifeline.close()
+            self._lifeline = None
         if isinstance(error, BrokenProcessPool):
             raise TriageError(
                 "a scoring worker died or could not load the model (see the log); "
@@ -66,9 +75,10 @@ class ProcessExecutor:
 _worker: tuple[TriageModel, ChunkTask] | None = None
 
 
-def _init_worker(model_path: str, task: ChunkTask) -> None:
+def _init_worker(model_path: str, task: ChunkTask, lifeline: Connection) -> None:
     # Each worker process verifies and loads the model once, then scores many chunks.
     global _worker
+    die_with_parent(lifeline)
     _worker = (load_model(model_path), task)
 
 

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triage.core.artifacts import ModelCard
-from triage.core.errors import ModelUnavailable
+from triage.core.errors import ModelLoadError, ModelUnavailable
 from triage.core.model import TriageModel, load_model
 from triage.core.scoring import Outcome, Report, accept_all, score_reports
+from triage.runtime.model_watch import ModelWatch
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class LiveModel:
         self._model: TriageModel | None = None
         self._source: tuple[Path, str] | None = None  # (resolved dir, artifact sha256)
         self._reload_lock = threading.Lock()
+        self._watch = ModelWatch(self.path)
 
     @property
     def current(self) -> TriageModel:
@@ -60,6 +62,16 @@ class LiveModel:
     @property
     def loaded(self) -> bool:
         return self._model is not None
+
+    @property
+    def serving(self) -> bool:
+        """Whether it can score: once loaded, always (it runs in this process)."""
+        return self._model is not None
+
+    @property
+    def refusing(self) -> bool:
+        """Whether the model path leads to a model that was refused (the old one serves)."""
+        return self._watch.refusing
 
     @property
     def card(self) -> ModelCard:
@@ -81,11 +93,17 @@ class LiveModel:
         """
         with self._reload_lock:
             previous = self._model
-            resolved = self.path.resolve()
-            if previous is not None and self._source == (resolved, _sha(previous.card)):
-                return ReloadResult(previous.version, previous.version, changed=False)
-            candidate = load_model(resolved)
+            try:
+                resolved = self._watch.locate()
+                if previous is not None and self._source == (resolved, _sha(previous.card)):
+                    self._watch.accepted()
+                    return ReloadResult(previous.version, previous.version, changed=False)
+                candidate = load_model(resolved)
+            except ModelLoadError:
+                self._watch.refused()  # the watcher leaves it alone until it changes
+                raise
             candidate.predict(list(WARMUP_TEXTS))
+            self._watch.accepted()
             self._model = candidate
             self._source = (resolved, _sha(candidate.card))
             log.info(
@@ -98,9 +116,10 @@ class LiveModel:
             )
 
     def changed_on_disk(self) -> bool:
-        """Whether ``path`` now resolves somewhere else than the serving model came from."""
+        """Whether ``path`` now leads somewhere else than the serving model came from (and
+        not to a model already refused)."""
         source = self._source
-        return source is None or self.path.resolve() != source[0]
+        return self._watch.changed(source[0] if source is not None else None)
 
 
 def _sha(card: ModelCard) -> str:

@@ -24,7 +24,7 @@ class Limits:
 
     max_text_chars: int = 100_000
     max_batch_size: int = 1_000
-    max_message_bytes: int = 64 * 1024 * 1024
+    max_message_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -62,10 +62,20 @@ class Engine(Protocol):
 
     lanes: int
     quiet_lane: int | None  # one more lane, only for a call that arrives alone; None: none
-    restarts: int  # model processes started again after dying
+    restarts: int  # model processes started again after dying or hanging
 
     @property
     def loaded(self) -> bool: ...
+
+    @property
+    def serving(self) -> bool:
+        """Whether a call can be scored now: health reports SERVING exactly when this holds."""
+        ...
+
+    @property
+    def refusing(self) -> bool:
+        """Whether the model path leads to a model a reload refused (the old one serves)."""
+        ...
 
     @property
     def card(self) -> ModelCard: ...
