@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TRIAGE := $(VENV)/bin/triage
 PROTO  := protos/triage/v1/triage.proto
+# Server only: the request messages with text and ids as bytes (see the file's comment).
+SERVER_PROTO := protos/triage/v1/incoming.proto
 
 .PHONY: install dev model train serve test lint format proto check-proto bench compare clean
 
@@ -48,13 +50,15 @@ format: dev
 
 proto: dev                           ## regenerate triage/v1 from protos/
 	$(PY) -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO)
+	$(PY) -m grpc_tools.protoc -I protos --python_out=. --pyi_out=. $(SERVER_PROTO)
 
 check-proto: dev                     ## fail if triage/v1 differs from what protos/ generates
 	@tmp=$$(mktemp -d) && \
 	$(PY) -m grpc_tools.protoc -I protos --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTO) && \
-	for f in triage_pb2.py triage_pb2.pyi triage_pb2_grpc.py; do \
+	$(PY) -m grpc_tools.protoc -I protos --python_out=$$tmp --pyi_out=$$tmp $(SERVER_PROTO) && \
+	for f in triage_pb2.py triage_pb2.pyi triage_pb2_grpc.py incoming_pb2.py incoming_pb2.pyi; do \
 	  diff -u triage/v1/$$f $$tmp/triage/v1/$$f || { echo "triage/v1/$$f is stale: run make proto"; exit 1; }; \
-	done && rm -rf $$tmp && echo "generated code matches $(PROTO)"
+	done && rm -rf $$tmp && echo "generated code matches $(PROTO) $(SERVER_PROTO)"
 
 bench: dev model                     ## training time, predict throughput, service latency
 	$(PY) bench/run.py

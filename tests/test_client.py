@@ -235,7 +235,8 @@ def test_reload_of_a_tampered_model_raises_and_the_old_one_keeps_serving(
 
 
 def test_every_call_carries_the_token_metadata(models_dir: Path) -> None:
-    server = start_server(models_dir, workers=0, tokens=(TOKEN,))
+    admin_token = "client-test-admin-token-0b7e"
+    server = start_server(models_dir, workers=0, tokens=(TOKEN,), admin_tokens=(admin_token,))
     target = f"127.0.0.1:{server.port}"
     try:
         for metadata in ((), [("authorization", "Bearer not-the-token")]):
@@ -246,10 +247,14 @@ def test_every_call_carries_the_token_metadata(models_dir: Path) -> None:
                     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED, name
                     assert "bearer token" in caught.value.details(), name
         with TriageClient(target, metadata=[("authorization", f"Bearer {TOKEN}")]) as admitted:
-            for call in CALLS.values():
-                call(admitted)
+            for name, call in CALLS.items():
+                if name != "reload_model":  # an admin call
+                    call(admitted)
             assert admitted.classify(FRAUD, report_id="t1").report_id == "t1"
             assert [c.report_id for c in admitted.classify_stream([("s9", FRAUD)])] == ["s9"]
+        with TriageClient(target, metadata=[("authorization", f"Bearer {admin_token}")]) as admin:
+            for call in CALLS.values():
+                call(admin)
     finally:
         server.stop(grace=0)
 

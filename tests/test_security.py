@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,14 +20,15 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from triage.cli import main
-from triage.core.artifacts import CURRENT
+from triage.core.artifacts import CURRENT, MODEL_FILE, write_artifact
 from triage.core.errors import TriageError
 from triage.rpc.app import ServeConfig, TriageServer
 from triage.rpc.security import TlsConfig
+from triage.training.train import TrainResult
 from triage.v1 import triage_pb2 as pb
 from triage.v1 import triage_pb2_grpc as pb_grpc
 
-from .conftest import start_server
+from .conftest import REPO, start_server
 from .pki import Pki, make_pki
 
 TOKEN = "correct-horse-battery-staple-7f3a"
@@ -161,7 +169,7 @@ def test_metrics_are_scraped_over_http(models_dir: Path) -> None:
     assert "triage_batch_size_count" in body and "triage_queue_depth" in body
     assert 'triage_model_info{candidate="word_char_svm"' in body and 'version="v1"' in body
     assert 'triage_model_reloads_total{outcome="success"} 1.0' in body
-    assert "triage_model_process_restarts 0.0" in body
+    assert "triage_model_process_restarts_total 0.0" in body
 
 
 def test_refused_calls_are_logged_and_counted_under_their_code(
@@ -188,8 +196,166 @@ def test_refused_calls_are_logged_and_counted_under_their_code(
         server.stop(grace=0)
     assert unary.value.code() == stream.value.code() == grpc.StatusCode.UNAUTHENTICATED
     logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "triage.access"]
+    # A call without a valid token is refused before its request is read: no id is logged.
     assert [{k: v for k, v in e.items() if k not in ("time", "latency_ms")} for e in logged] == [
-        {"rpc": "Classify", "status": "UNAUTHENTICATED", "report_id": "r-1"},
+        {"rpc": "Classify", "status": "UNAUTHENTICATED"},
         {"rpc": "ClassifyStream", "status": "UNAUTHENTICATED"},
     ]
     assert calls == {"Classify": 1, "ClassifyStream": 1} and predicted is None
+
+
+ADMIN = "admin-token-9c2e-reload-only-by-ops"
+
+
+def _reload(channel: grpc.Channel, token: str | None = None) -> pb.ReloadModelResponse:
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    stub = pb_grpc.TriageServiceStub(channel)
+    response: pb.ReloadModelResponse = stub.ReloadModel(
+        pb.ReloadModelRequest(), timeout=10, metadata=metadata
+    )
+    return response
+
+
+def test_reload_needs_an_admin_token(models_dir: Path) -> None:
+    server = start_server(models_dir, tokens=(TOKEN,), admin_tokens=(ADMIN,))
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            for token, code in ((TOKEN, "PERMISSION_DENIED"), (None, "UNAUTHENTICATED")):
+                with pytest.raises(grpc.RpcError) as caught:
+                    _reload(channel, token)
+                assert caught.value.code().name == code
+            assert "needs an admin token" in _details_of(channel, TOKEN)
+            assert _reload(channel, ADMIN).model_version == "v1"
+            assert _classify(channel, metadata=(("authorization", f"Bearer {ADMIN}"),)).label
+            assert _classify(channel, metadata=(("authorization", f"Bearer {TOKEN}"),)).label
+    finally:
+        server.stop(grace=0)
+
+
+def _details_of(channel: grpc.Channel, token: str) -> str:
+    with pytest.raises(grpc.RpcError) as caught:
+        _reload(channel, token)
+    return str(caught.value.details())
+
+
+def test_admin_tokens_come_from_a_file_or_the_environment(tmp_path: Path) -> None:
+    from triage.cli import parse_arguments
+    from triage.cli.serve_command import serve_config
+
+    admins = tmp_path / "admins"
+    admins.write_text("# ops\nadmin-one\n\nadmin-two\n")
+    config = serve_config(
+        parse_arguments(["serve", "--admin-token-file", str(admins)], {"TRIAGE_TOKENS": "c1"})
+    )
+    assert (config.tokens, config.admin_tokens) == (("c1",), ("admin-one", "admin-two"))
+    config = serve_config(parse_arguments(["serve"], {"TRIAGE_ADMIN_TOKENS": "a1, a2"}))
+    assert (config.tokens, config.admin_tokens) == ((), ("a1", "a2"))
+
+
+def test_without_tokens_reload_is_open_only_on_loopback(models_dir: Path) -> None:
+    server = start_server(models_dir, host="0.0.0.0", insecure=True)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            with pytest.raises(grpc.RpcError) as caught:
+                _reload(channel)
+            assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "without tokens" in caught.value.details()
+            assert _classify(channel).label  # everything else stays open, as configured
+    finally:
+        server.stop(grace=0)
+
+
+def test_reload_errors_name_the_version_not_server_paths(
+    models_dir: Path, tiny_result: TrainResult
+) -> None:
+    server = start_server(models_dir)
+    write_artifact(models_dir, "v3", tiny_result.pipeline, tiny_result.card)
+    (models_dir / "v3" / MODEL_FILE).write_bytes(b"not the pipeline the card describes")
+    (models_dir / ".switch").symlink_to("v3")
+    os.replace(models_dir / ".switch", models_dir / CURRENT)
+    try:
+        with (
+            grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+            pytest.raises(grpc.RpcError) as caught,
+        ):
+            _reload(channel)
+    finally:
+        server.stop(grace=0)
+    details = caught.value.details()
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "v3" in details
+    assert str(models_dir.parent) not in details and " /" not in f" {details}", details
+
+
+def test_unauthenticated_calls_never_log_the_ids_they_sent(
+    models_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = start_server(models_dir, tokens=(TOKEN,))
+    caplog.set_level(logging.INFO, logger="triage.access")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.TriageServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.Classify(pb.ClassifyRequest(text="hi", report_id="i" * 1_000_000), timeout=10)
+    finally:
+        server.stop(grace=0)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    lines = [r.getMessage() for r in caplog.records if r.name == "triage.access"]
+    assert len(lines) == 1 and len(lines[0]) < 200 and "iiii" not in lines[0]
+
+
+def test_metrics_beyond_loopback_need_insecure(
+    models_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    public = {"model_path": models_dir / CURRENT, "port": 0, "metrics_port": 0}
+    with pytest.raises(TriageError, match=r"refusing metrics on 0\.0\.0\.0"):
+        TriageServer(ServeConfig(**public, metrics_host="0.0.0.0"))  # type: ignore[arg-type]
+    caplog.set_level(logging.WARNING)
+    server = start_server(models_dir, metrics_port=0, metrics_host="0.0.0.0", insecure=True)
+    try:
+        assert any("PLAINTEXT metrics on 0.0.0.0" in r.getMessage() for r in caplog.records)
+    finally:
+        server.stop(grace=0)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_serve_survives_sighup_while_loading_and_prints_its_metrics_port(
+    models_dir: Path,
+) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
+    command = [sys.executable, "-m", "triage", "serve", "--model", str(models_dir / CURRENT)]
+    command += ["--port", str(port), "--metrics-port", "0", "--workers", "1", "--watch", "0"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # listening comes before the model (and a model process) is loaded
+            assert process.poll() is None and time.monotonic() < deadline, "never listened"
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.01)
+        process.send_signal(signal.SIGHUP)
+        assert process.stdout is not None
+        serving = process.stdout.readline()
+        assert serving == f"triage: serving on 127.0.0.1:{port}\n", process.returncode
+        metrics = process.stdout.readline()
+        match = re.fullmatch(r"triage: metrics on 127\.0\.0\.1:(\d+)\n", metrics)
+        assert match, metrics
+        url = f"http://127.0.0.1:{match[1]}/metrics"
+        assert "triage_rpc_calls_total" in urllib.request.urlopen(url, timeout=10).read().decode()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 0, stderr
+    assert "SIGHUP while loading" in stderr

@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -535,3 +536,99 @@ def test_concurrent_calls_each_log_and_count_only_their_own_reports(
     assert len(_access_lines(caplog)) == len(texts)
     counted = sum(v for (name, _), v in metrics.items() if name == "triage_predictions_total")
     assert counted == len(texts)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _field(number: int, value: bytes) -> bytes:
+    """A length-delimited protobuf field, as a client that does not check UTF-8 sends it."""
+    return _varint(number << 3 | 2) + _varint(len(value)) + value
+
+
+def _request(text: bytes, report_id: bytes) -> bytes:
+    return _field(1, text) + _field(2, report_id)
+
+
+BAD_UTF8 = b"my email was hacked \xff\xfe by someone"
+
+
+def test_invalid_utf8_refuses_only_the_report_that_holds_it(
+    channel: grpc.Channel, tiny_model: TriageModel
+) -> None:
+    def call(method: str, response: type[Any]) -> Any:
+        return channel.unary_unary(
+            f"/{SERVICE}/{method}", response_deserializer=response.FromString
+        )
+
+    classify = call("Classify", pb.ClassifyResponse)
+    for request, problem in (
+        (_request(BAD_UTF8, b"u1"), "text is not valid UTF-8 (byte 20 of 33)"),
+        (_request(GOOD[0].encode(), b"u\xc3"), "report_id is not valid UTF-8"),
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            classify(request, timeout=5)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert problem in caught.value.details()
+    reports = [
+        _request(GOOD[0].encode(), b"b0"),
+        _request(BAD_UTF8, b"b1"),
+        _request(GOOD[1].encode(), b"\xed\xa0\x80"),  # an encoded surrogate is not UTF-8
+        _request(GOOD[2].encode(), b"b3"),
+    ]
+    batch = call("ClassifyBatch", pb.ClassifyBatchResponse)(
+        b"".join(_field(1, r) for r in reports), timeout=5
+    )
+    expected = tiny_model.predict([GOOD[0], GOOD[2]])
+    assert [r.report_id for r in batch.results] == ["b0", "b1", "", "b3"]
+    assert [batch.results[0].label, batch.results[3].label] == [e.label for e in expected]
+    for refused in batch.results[1:3]:
+        assert refused.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        assert "not valid UTF-8" in refused.error.message and not refused.label
+    stream = channel.stream_stream(
+        f"/{SERVICE}/ClassifyStream", response_deserializer=pb.ClassifyResponse.FromString
+    )
+    answers = list(stream(iter([reports[0], reports[1], b"\x0a\xff", reports[3]]), timeout=5))
+    assert [a.report_id for a in answers] == ["b0", "b1", "", "b3"]  # the stream went on
+    assert answers[0].label == expected[0].label and answers[3].label == expected[1].label
+    assert "not valid UTF-8" in answers[1].error.message
+    assert "not a valid protobuf message" in answers[2].error.message  # truncated: 0xff bytes
+
+
+def test_report_ids_are_limited_and_never_echoed_or_logged_beyond_it(
+    stub: pb_grpc.TriageServiceStub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="triage.access")
+    longest = "é" * 256  # characters, not bytes
+    assert stub.Classify(pb.ClassifyRequest(text=GOOD[0], report_id=longest), timeout=5).label
+    for report_id, problem in (
+        ("x" * 257, "report_id has 257 characters, over the limit of 256"),
+        ("y" * 1_000_000, "report_id is 1,000,000 bytes, over the limit of 256 characters"),
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Classify(pb.ClassifyRequest(text=GOOD[0], report_id=report_id), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert caught.value.details().endswith(problem)
+    batch = stub.ClassifyBatch(
+        pb.ClassifyBatchRequest(
+            reports=[
+                pb.ClassifyRequest(text=GOOD[1], report_id="z" * 10_000),
+                pb.ClassifyRequest(text=GOOD[2], report_id="fine"),
+            ]
+        ),
+        timeout=5,
+    )
+    assert (
+        batch.results[0].report_id == ""
+        and "over the limit of 256" in batch.results[0].error.message
+    )
+    assert batch.results[1].report_id == "fine" and batch.results[1].label
+    lines = [r.getMessage() for r in caplog.records if r.name == "triage.access"]
+    assert len(lines) == 5 and max(len(line) for line in lines) < 2_000  # 256 x "\\u00e9" at most
+    assert stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5).limits.max_report_id_chars == 256

@@ -50,9 +50,9 @@ def _unary(rpc: str, behaviour: Callable[..., Any], request: Any, context: Any) 
     finally:
         if access_log.isEnabledFor(logging.INFO):
             latency = (time.perf_counter() - started) * 1000
-            # A refused call answered no report: name the one it asked about.
-            asked_about = getattr(request, "report_id", "")
-            _log_answers(rpc, final_status(context, finished), latency, record, asked_about)
+            # A refused call answered no report: name the one it asked about, if it got as far
+            # as a valid id (a call refused for its token or capacity never did).
+            _log_answers(rpc, final_status(context, finished), latency, record, record.report_id)
 
 
 def _streaming(

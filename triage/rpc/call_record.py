@@ -16,13 +16,16 @@ class CallRecord:
     """What a call has answered, in domain terms, so that metrics and the access log count
     predictions and refusals without reading response messages back."""
 
-    __slots__ = ("model_version", "outcomes")
+    __slots__ = ("model_version", "outcomes", "report_id")
 
     def __init__(self) -> None:
         # The reports the latest response answered: all of a unary call's, one per response of
         # a stream. None while no response has answered reports (a refused call, a model call).
         self.outcomes: Sequence[Outcome] | None = None
         self.model_version: str | None = None  # the model a GetModelInfo or reload answered for
+        # The (validated) id of the one report a unary call asked about, for a refused call's
+        # log line; never read from a request the server did not accept and decode.
+        self.report_id = ""
 
 
 # The gRPC server runs a call's handler, and every step of a streaming handler's response
@@ -41,6 +44,13 @@ def record_outcomes(outcomes: Sequence[Outcome]) -> None:
     record = _current.get(None)
     if record is not None:  # None: served without the interceptors, nobody reads it
         record.outcomes = outcomes
+
+
+def record_report_id(report_id: str) -> None:
+    """Note the id of the report the call asks about, once it is known to be valid."""
+    record = _current.get(None)
+    if record is not None:
+        record.report_id = report_id
 
 
 def record_model_version(version: str) -> None:

@@ -7,19 +7,58 @@ from collections.abc import Sequence
 from triage.core.errors import InvalidReport, TriageError
 from triage.core.model import DEFAULT_TOP_TERMS, Prediction
 from triage.core.scoring import Outcome, Report
+from triage.rpc.intake import Unread
 from triage.rpc.status_codes import status_for
 from triage.runtime.live import ReloadResult
 from triage.runtime.service import ModelInfo
+from triage.v1 import incoming_pb2 as incoming
 from triage.v1 import triage_pb2 as pb
 
+# Ids are echoed and written to the access log, by refused calls too: bounded, like the text.
+MAX_REPORT_ID_CHARS = 256
+_MAX_UTF8_BYTES_PER_CHAR = 4
 
-def to_report(request: pb.ClassifyRequest) -> Report:
+
+def to_report(request: incoming.IncomingClassifyRequest | Unread) -> Report:
+    """The report a request asks about. Text and id arrive as bytes and are decoded here, so
+    that invalid UTF-8 or an over-long id refuses only this report (its ``problem``); a stream
+    message refused before it was read raises its error."""
+    if isinstance(request, Unread):
+        raise request.error
     top = (
         request.max_explanation_terms
         if request.HasField("max_explanation_terms")
         else DEFAULT_TOP_TERMS
     )
-    return Report(text=request.text, report_id=request.report_id, top_terms=top)
+    report_id, id_problem = _report_id(request.report_id)
+    try:
+        text = request.text.decode("utf-8")
+    except UnicodeDecodeError as err:
+        problem = f"text is not valid UTF-8 (byte {err.start:,} of {len(request.text):,})"
+        return Report(text="", report_id=report_id, top_terms=top, problem=problem)
+    return Report(text=text, report_id=report_id, top_terms=top, problem=id_problem)
+
+
+def to_reports(request: incoming.IncomingClassifyBatchRequest) -> list[Report]:
+    return [to_report(r) for r in request.reports]
+
+
+def _report_id(raw: bytes) -> tuple[str, str | None]:
+    """The id, or ``""`` and why it was refused (an id refused is never echoed or logged)."""
+    if len(raw) > MAX_REPORT_ID_CHARS * _MAX_UTF8_BYTES_PER_CHAR:  # too long without decoding
+        return (
+            "",
+            f"report_id is {len(raw):,} bytes, over the limit of {MAX_REPORT_ID_CHARS} characters",
+        )
+    try:
+        report_id = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return "", f"report_id is not valid UTF-8 (byte {err.start:,})"
+    if len(report_id) > MAX_REPORT_ID_CHARS:
+        return "", (
+            f"report_id has {len(report_id):,} characters, over the limit of {MAX_REPORT_ID_CHARS}"
+        )
+    return report_id, None
 
 
 def to_response(prediction: Prediction, report_id: str) -> pb.ClassifyResponse:
@@ -66,6 +105,7 @@ def to_model_info(info: ModelInfo) -> pb.ModelInfo:
             max_text_chars=info.limits.max_text_chars,
             max_batch_size=info.limits.max_batch_size,
             max_message_bytes=info.limits.max_message_bytes,
+            max_report_id_chars=MAX_REPORT_ID_CHARS,
         ),
     )
 

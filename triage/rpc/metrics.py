@@ -8,6 +8,8 @@ from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from triage.core.scoring import Outcome
 from triage.rpc import call_record
@@ -54,8 +56,33 @@ class ServerMetrics:
         self.reloads = Counter(
             "triage_model_reloads", "Model reloads by outcome.", ["outcome"], registry=r
         )
-        self.worker_restarts = Gauge(
-            "triage_model_process_restarts", "Model processes restarted after dying.", registry=r
+        self.worker_restarts = CounterReading(
+            "triage_model_process_restarts",
+            "Model processes restarted after dying or hanging.",
+            registry=r,
+        )
+        self.model_refused = Gauge(
+            "triage_model_refused",
+            "1 while the model path leads to a model a reload refused (the previous one serves).",
+            registry=r,
+        )
+        self.calls_in_flight = Gauge(
+            "triage_calls_in_flight",
+            "Calls holding a capacity slot: kind unary, or stream (long-lived streams).",
+            ["kind"],
+            registry=r,
+        )
+        self.request_bytes_in_flight = Gauge(
+            "triage_request_bytes_in_flight",
+            "Bytes of large request messages being handled, against the request budget.",
+            registry=r,
+        )
+        self.refusals = Counter(
+            "triage_capacity_refusals",
+            "Calls or stream messages refused at a capacity limit: unary, streams, "
+            "connection_streams or request_bytes.",
+            ["limit"],
+            registry=r,
         )
         self._http: Any = None
 
@@ -76,6 +103,25 @@ class ServerMetrics:
                 self.predictions.labels(prediction.label).inc()
                 if prediction.needs_review:
                     self.needs_review.inc()
+
+
+class CounterReading(Collector):
+    """A counter whose count is kept elsewhere (by the runtime, which has no Prometheus) and
+    read at each scrape; exported as ``<name>_total``, like any counter."""
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self._name, self._documentation = name, documentation
+        self._read: Callable[[], float] = lambda: 0.0
+        registry.register(self)
+
+    def set_function(self, read: Callable[[], float]) -> None:
+        self._read = read
+
+    def describe(self) -> list[CounterMetricFamily]:
+        return [CounterMetricFamily(self._name, self._documentation)]
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self._name, self._documentation, value=self._read())
 
 
 class MetricsInterceptor(WrappingInterceptor):

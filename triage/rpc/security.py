@@ -17,6 +17,22 @@ from triage.rpc.wrapping import wrap_handler
 
 log = logging.getLogger(__name__)
 OPEN_METHODS = ("/grpc.health.v1.Health/",)  # probes must work without a token
+ADMIN_METHODS = frozenset({"/triage.v1.TriageService/ReloadModel"})
+
+UNAUTHENTICATED = (
+    grpc.StatusCode.UNAUTHENTICATED,
+    "missing or invalid bearer token: send 'authorization: Bearer <token>'",
+)
+NOT_ADMIN = (
+    grpc.StatusCode.PERMISSION_DENIED,
+    "ReloadModel needs an admin token (--admin-token-file or TRIAGE_ADMIN_TOKENS); "
+    "this token is a client token",
+)
+NO_ADMIN_TOKENS = (
+    grpc.StatusCode.PERMISSION_DENIED,
+    "ReloadModel is refused: the server listens beyond loopback without tokens. Configure "
+    "admin tokens, or reload by promoting a model or with SIGHUP",
+)
 
 
 @dataclass(frozen=True)
@@ -49,26 +65,41 @@ def is_loopback(host: str) -> bool:
 
 
 class TokenAuthInterceptor(grpc.ServerInterceptor):
-    """Requires ``authorization: Bearer <token>`` metadata matching one of the tokens, compared
-    in constant time; health checks stay open. Tokens are never logged."""
+    """Requires ``authorization: Bearer <token>`` metadata matching a client or an admin token,
+    compared in constant time; health checks stay open. Admin methods (ReloadModel) need an
+    admin token: a client token gets PERMISSION_DENIED. With no tokens at all only the admin
+    methods are guarded, open or refused by ``admin_without_token``. Tokens are never logged."""
 
-    def __init__(self, tokens: Sequence[str]) -> None:
-        if not tokens or any(not t.strip() for t in tokens):
-            raise TriageError("token auth needs at least one non-empty token")
-        self._tokens = [t.strip().encode() for t in tokens]
+    def __init__(
+        self,
+        tokens: Sequence[str] = (),
+        admin_tokens: Sequence[str] = (),
+        admin_without_token: bool = False,
+    ) -> None:
+        if any(not t.strip() for t in (*tokens, *admin_tokens)):
+            raise TriageError("a token must not be empty")
+        self._tokens = [(t.strip().encode(), False) for t in tokens]
+        self._tokens += [(t.strip().encode(), True) for t in admin_tokens]
+        self._admin_without_token = admin_without_token
 
     def intercept_service(
         self, continuation: Callable[[Any], Any], handler_call_details: grpc.HandlerCallDetails
     ) -> Any:
         method: str = handler_call_details.method
-        if method.startswith(OPEN_METHODS) or self._allowed(
-            handler_call_details.invocation_metadata
-        ):
-            return continuation(handler_call_details)
-        handler = continuation(handler_call_details)
-        return _deny(handler) if handler is not None else None
+        admin = method in ADMIN_METHODS
+        if self._tokens:
+            if method.startswith(OPEN_METHODS):
+                return continuation(handler_call_details)
+            role = self._role(handler_call_details.invocation_metadata)
+            if role is None:
+                return _deny(continuation(handler_call_details), *UNAUTHENTICATED)
+            if admin and role != "admin":
+                return _deny(continuation(handler_call_details), *NOT_ADMIN)
+        elif admin and not self._admin_without_token:
+            return _deny(continuation(handler_call_details), *NO_ADMIN_TOKENS)
+        return continuation(handler_call_details)
 
-    def _allowed(self, metadata: Sequence[Any] | None) -> bool:
+    def _role(self, metadata: Sequence[Any] | None) -> str | None:
         presented = b""
         for item in metadata or ():
             if item.key == "authorization":
@@ -76,18 +107,23 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
                 scheme, _, token = value.partition(" ")
                 if scheme.lower() == "bearer":
                     presented = token.strip().encode()
-        matched = False
-        for token in self._tokens:  # no early exit: time does not depend on which one matched
-            matched |= hmac.compare_digest(presented, token)
-        return matched and bool(presented)
+        client = admin = False
+        for token, is_admin in self._tokens:  # no early exit: time does not say which matched
+            matched = hmac.compare_digest(presented, token)
+            admin |= matched and is_admin
+            client |= matched
+        if not presented or not client:
+            return None
+        return "admin" if admin else "client"
 
 
-def _deny(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    return wrap_handler(handler, unary=_refuse, streaming=_refuse)
+def _deny(
+    handler: grpc.RpcMethodHandler | None, code: grpc.StatusCode, message: str
+) -> grpc.RpcMethodHandler | None:
+    if handler is None:
+        return None
 
+    def refuse(behaviour: Callable[..., Any], request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(code, message)
 
-def _refuse(behaviour: Callable[..., Any], request: Any, context: grpc.ServicerContext) -> Any:
-    context.abort(
-        grpc.StatusCode.UNAUTHENTICATED,
-        "missing or invalid bearer token: send 'authorization: Bearer <token>'",
-    )
+    return wrap_handler(handler, unary=refuse, streaming=refuse)

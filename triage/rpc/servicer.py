@@ -9,30 +9,38 @@ import grpc
 from triage.core.errors import TriageError
 from triage.core.scoring import Outcome
 from triage.rpc import call_record, convert
+from triage.rpc.intake import Unread
 from triage.runtime.service import ClassificationService, Deadline
+from triage.v1 import incoming_pb2 as incoming
 from triage.v1 import triage_pb2 as pb
 from triage.v1 import triage_pb2_grpc as pb_grpc
+
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["TriageService"].full_name
+# Answers a stream message refused before it was read (an intake.Unread) with an error result.
+ANSWERS_PER_MESSAGE = frozenset({f"/{SERVICE_NAME}/ClassifyStream"})
 
 
 class TriageServicer(pb_grpc.TriageServiceServicer):
     """Thin: no domain logic here; errors propagate to the status interceptor. Each RPC notes
-    its domain results on the call's record, for the metrics and the access log."""
+    its domain results on the call's record, for the metrics and the access log. Requests
+    arrive as the server's own message types (text and ids as bytes: see incoming.proto)."""
 
     def __init__(self, service: ClassificationService) -> None:
         self.service = service
 
     def Classify(  # noqa: N802 - generated base class names
-        self, request: pb.ClassifyRequest, context: grpc.ServicerContext
+        self, request: incoming.IncomingClassifyRequest, context: grpc.ServicerContext
     ) -> pb.ClassifyResponse:
         report = convert.to_report(request)
+        call_record.record_report_id(report.report_id)  # a refusal is logged under its id
         prediction = self.service.classify(report, Deadline.after(context.time_remaining()))
         call_record.record_outcomes((Outcome(report.report_id, prediction),))
         return convert.to_response(prediction, report.report_id)
 
     def ClassifyBatch(  # noqa: N802
-        self, request: pb.ClassifyBatchRequest, context: grpc.ServicerContext
+        self, request: incoming.IncomingClassifyBatchRequest, context: grpc.ServicerContext
     ) -> pb.ClassifyBatchResponse:
-        reports = [convert.to_report(r) for r in request.reports]
+        reports = convert.to_reports(request)
         version, outcomes = self.service.classify_batch(
             reports, Deadline.after(context.time_remaining())
         )
@@ -40,16 +48,13 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
         return convert.to_batch_response(version, outcomes)
 
     def ClassifyStream(  # noqa: N802
-        self, request_iterator: Iterator[pb.ClassifyRequest], context: grpc.ServicerContext
+        self,
+        request_iterator: Iterator[incoming.IncomingClassifyRequest | Unread],
+        context: grpc.ServicerContext,
     ) -> Iterator[pb.ClassifyResponse]:
         # Iteration ends when the client half-closes; a cancelled call stops the iterator.
         for request in request_iterator:
-            report = convert.to_report(request)
-            try:
-                prediction = self.service.classify(report, Deadline.after(context.time_remaining()))
-                outcome = Outcome(report.report_id, prediction)
-            except TriageError as err:  # one bad report must not end the stream
-                outcome = Outcome(report.report_id, error=err)
+            outcome = self._classify_one(request, context)
             call_record.record_outcomes((outcome,))
             yield convert.to_outcome_response(outcome)
 
@@ -66,3 +71,50 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
         result = self.service.reload()
         call_record.record_model_version(result.model_version)
         return convert.to_reload_response(result)
+
+    def _classify_one(
+        self, request: incoming.IncomingClassifyRequest | Unread, context: grpc.ServicerContext
+    ) -> Outcome:
+        report_id = ""
+        try:
+            report = convert.to_report(request)
+            report_id = report.report_id
+            prediction = self.service.classify(report, Deadline.after(context.time_remaining()))
+        except TriageError as err:  # one bad report must not end the stream
+            return Outcome(report_id, error=err)
+        return Outcome(report_id, prediction)
+
+
+def add_to_server(servicer: TriageServicer, server: grpc.Server) -> None:
+    """Register ``servicer`` with the server's request types (the generated
+    ``add_TriageServiceServicer_to_server`` would parse requests as triage.proto's, which
+    refuses a whole request for one invalid UTF-8 byte)."""
+    handlers = {
+        "Classify": grpc.unary_unary_rpc_method_handler(
+            servicer.Classify,
+            request_deserializer=incoming.IncomingClassifyRequest.FromString,
+            response_serializer=pb.ClassifyResponse.SerializeToString,
+        ),
+        "ClassifyBatch": grpc.unary_unary_rpc_method_handler(
+            servicer.ClassifyBatch,
+            request_deserializer=incoming.IncomingClassifyBatchRequest.FromString,
+            response_serializer=pb.ClassifyBatchResponse.SerializeToString,
+        ),
+        "ClassifyStream": grpc.stream_stream_rpc_method_handler(
+            servicer.ClassifyStream,
+            request_deserializer=incoming.IncomingClassifyRequest.FromString,
+            response_serializer=pb.ClassifyResponse.SerializeToString,
+        ),
+        "GetModelInfo": grpc.unary_unary_rpc_method_handler(
+            servicer.GetModelInfo,
+            request_deserializer=pb.GetModelInfoRequest.FromString,
+            response_serializer=pb.ModelInfo.SerializeToString,
+        ),
+        "ReloadModel": grpc.unary_unary_rpc_method_handler(
+            servicer.ReloadModel,
+            request_deserializer=pb.ReloadModelRequest.FromString,
+            response_serializer=pb.ReloadModelResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
+from pathlib import PurePosixPath
 
 import grpc
 
@@ -17,6 +19,10 @@ from triage.core.errors import (
 )
 
 log = logging.getLogger(__name__)
+
+# An absolute path in a message: a slash not preceded by a name character, then no separator.
+# One character class repeated: linear time on any message.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/[^\s'\",;:()\[\]]+")
 
 STATUS_OF: dict[type[TriageError], grpc.StatusCode] = {
     InvalidReport: grpc.StatusCode.INVALID_ARGUMENT,
@@ -40,10 +46,20 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
     """
     code = _listed(error)
     if code is not None:
-        return code, str(error)
+        return code, without_server_paths(str(error))
     incident = uuid.uuid4().hex[:12]
     log.error("unexpected error (incident %s)", incident, exc_info=error)
     return grpc.StatusCode.INTERNAL, f"internal error (incident {incident}); see the server log"
+
+
+def without_server_paths(message: str) -> str:
+    """``message`` with every absolute path cut to its last two parts (``v3/model.skops``):
+    callers learn which model version or file, never where the server keeps it."""
+    return _ABSOLUTE_PATH.sub(_last_parts, message)
+
+
+def _last_parts(match: re.Match[str]) -> str:
+    return "/".join(PurePosixPath(match.group()).parts[1:][-2:])  # parts[0] is the root
 
 
 def _listed(error: BaseException) -> grpc.StatusCode | None:

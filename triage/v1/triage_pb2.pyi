@@ -106,14 +106,16 @@ class ModelInfo(_message.Message):
     def __init__(self, version: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., created_time: _Optional[str] = ..., review_threshold: _Optional[float] = ..., review_target_precision: _Optional[float] = ..., candidate: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_text_chars", "max_batch_size", "max_message_bytes")
+    __slots__ = ("max_text_chars", "max_batch_size", "max_message_bytes", "max_report_id_chars")
     MAX_TEXT_CHARS_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_REPORT_ID_CHARS_FIELD_NUMBER: _ClassVar[int]
     max_text_chars: int
     max_batch_size: int
     max_message_bytes: int
-    def __init__(self, max_text_chars: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
+    max_report_id_chars: int
+    def __init__(self, max_text_chars: _Optional[int] = ..., max_batch_size: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_report_id_chars: _Optional[int] = ...) -> None: ...
 
 class ReloadModelRequest(_message.Message):
     __slots__ = ()

@@ -84,8 +84,11 @@ class TriageServiceServicer:
 
     def ClassifyStream(self, request_iterator, context):
         """Classifies a stream of reports over one long-lived call, one response per request, in
-        request order; match them by `report_id`. An invalid report gets a response with `error`
-        set and the stream goes on.
+        request order; match them by `report_id` (or by order: a refused report whose id is
+        itself invalid is answered with an empty `report_id`). An invalid report, or one refused
+        because the server is handling too many request bytes (code RESOURCE_EXHAUSTED in
+        `error`), gets a response with `error` set and the stream goes on. Streams are long-lived
+        calls with their own limits, in all and per connection (RESOURCE_EXHAUSTED when full).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -101,7 +104,10 @@ class TriageServiceServicer:
     def ReloadModel(self, request, context):
         """Admin: re-reads the configured model path (normally models/current), verifies and warms
         the model it points to, then swaps it in without dropping calls. A model that fails
-        verification is refused with FAILED_PRECONDITION and the old one keeps serving.
+        verification is refused with FAILED_PRECONDITION and the old one keeps serving; the
+        message names versions, never server paths. Needs an admin token when the server has
+        tokens (PERMISSION_DENIED for a client token); with no tokens at all it is open only on a
+        loopback address.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
