@@ -10,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from triage.cli import main, parse_arguments
+from triage.cli.cpus import usable_cpus
 from triage.cli.options import ConfigError
 from triage.cli.serve_command import serve_config
+from triage.core.artifacts import MODEL_FILE
 from triage.rpc.app import ServeConfig
 from triage.rpc.security import TlsConfig
 from triage.runtime.microbatch import BatchingConfig
@@ -145,7 +147,7 @@ def test_promote_command_and_a_refused_artifact(
 ) -> None:
     assert main(["promote", "v1", "--models", str(models_dir)]) == 0
     assert "current -> v1" in capsys.readouterr().out
-    (models_dir / "v1" / "model.joblib").write_bytes(b"evil")
+    (models_dir / "v1" / MODEL_FILE).write_bytes(b"evil")
     assert main(["classify", "--model", str(models_dir / "current"), "hello"]) == 1
     assert "refusing to load" in capsys.readouterr().err
 
@@ -282,11 +284,11 @@ def test_without_flags_or_variables_serve_keeps_the_documented_defaults() -> Non
         model_path=Path("models/current"),
         host="127.0.0.1",
         port=50051,
-        workers=os.cpu_count() or 1,
+        workers=usable_cpus(),
         quiet_lane=True,
         batching=BatchingConfig(max_batch=64, max_wait_seconds=0.0),
         max_in_flight=256,
-        limits=Limits(max_text_chars=100_000, max_batch_size=1000, max_message_bytes=64 << 20),
+        limits=Limits(max_text_chars=100_000, max_batch_size=1000, max_message_bytes=16 << 20),
         grace_seconds=10.0,
         drain_seconds=0.0,
         watch_seconds=2.0,
@@ -320,8 +322,10 @@ def test_every_flag_and_variable_the_readme_lists_for_serve_exists(
     for flag in documented_flags:
         assert f"{flag} " in shown, flag
     helped_vars = set(re.findall(r"env (TRIAGE_[A-Z_]+)", shown))
-    assert documented_vars - helped_vars == {"TRIAGE_TOKENS"}  # env only: named in --token-file
-    assert "TRIAGE_TOKENS=" in shown
+    # Environment only (a token on the command line would show in process listings): named in
+    # the help of --token-file and --admin-token-file.
+    assert documented_vars - helped_vars == {"TRIAGE_TOKENS", "TRIAGE_ADMIN_TOKENS"}
+    assert "TRIAGE_TOKENS=" in shown and "TRIAGE_ADMIN_TOKENS=" in shown
     assert "(env TRIAGE_PORT; default: 50051)" in shown
     assert "(env TRIAGE_GRACE_SECONDS; default: 10)" in shown
 
@@ -330,13 +334,14 @@ def test_score_help_shows_the_defaults(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["score", "--help"], {}) == 0
     shown = " ".join(capsys.readouterr().out.split())
     assert "--chunk-size N rows per chunk (memory bound) (default: 500)" in shown
-    assert "(default: models/current)" in shown and "default: the machine's cores" in shown
+    assert "(default: models/current)" in shown
+    assert "default: the CPUs this process may use" in shown
 
 
 NUMERIC_VARIABLES = {
     # variable: (what the config holds for a raw value, default, lowest, highest)
     "TRIAGE_PORT": (lambda c: c.port, int, 50051, 0, 65535),
-    "TRIAGE_WORKERS": (lambda c: c.workers, int, os.cpu_count() or 1, 0, None),
+    "TRIAGE_WORKERS": (lambda c: c.workers, int, usable_cpus(), 0, None),
     "TRIAGE_BATCH_MAX_WAIT_MS": (
         lambda c: c.batching.max_wait_seconds * 1000,
         float,
@@ -368,3 +373,39 @@ def test_any_numeric_variable_value_is_taken_in_range_or_refused_by_name(
     held = held_by(config)
     assert held == pytest.approx(convert(value) if value else default)
     assert held >= lowest and (highest is None or held <= highest)
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["train", "--candidate", "nope", *FAST], "--candidate"),
+        (["compare", "--candidates", "nope", "--folds", "3", "--jobs", "1"], "--candidates"),
+    ],
+)
+def test_an_unknown_candidate_is_refused_naming_the_known_ones_and_exits_2(
+    argv: list[str],
+    flag: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from triage.training.candidates import CANDIDATES
+
+    monkeypatch.chdir(tmp_path)  # the default --out: a model wrongly trained lands here
+    assert main([*argv, "--data", str(TINY)], {}) == 2
+    err = capsys.readouterr().err
+    known = ", ".join(CANDIDATES)
+    assert f"error: argument {flag}: 'nope' is not a candidate: expected one of {known}\n" in err
+    assert "Traceback" not in err and not (tmp_path / "models").exists()
+
+
+@pytest.mark.parametrize(
+    ("word", "on"),
+    [
+        *[(off, False) for off in ("false", "FALSE", " no ", "0", "off")],
+        *[(on, True) for on in ("true", "Yes", "1", "on")],
+    ],
+)
+def test_every_on_and_off_word_of_triage_batching_is_honoured(word: str, on: bool) -> None:
+    config = serve_config(parse_arguments(["serve"], {"TRIAGE_BATCHING": word}))
+    assert (config.batching is not None) is on

@@ -132,6 +132,7 @@ _MODULES_WITH_PATTERNS = (
     "triage.core.artifacts",
     "triage.training.datacheck",
     "triage.archive.readers",
+    "triage.rpc.status_codes",
 )
 _REGEX_CALL = re.compile(
     r"\bre\.(?:compile|search|match|fullmatch|sub|subn|findall|finditer|split)\("

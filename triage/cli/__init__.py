@@ -49,6 +49,12 @@ COMMANDS = (
         model_commands.PROMOTE_OPTIONS,
     ),
     Command(
+        "convert",
+        "rewrite a pickled (pre-skops) model version as a safe one, with --trust-pickle",
+        model_commands.run_convert,
+        model_commands.CONVERT_OPTIONS,
+    ),
+    Command(
         "compare",
         "compare the candidate pipelines by cross-validation",
         model_commands.run_compare,

@@ -1,4 +1,4 @@
-"""Model commands: train, evaluate, classify, promote, compare, data check."""
+"""Model commands: train, evaluate, classify, promote, convert, compare, data check."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from triage.cli.defaults import (
     EXIT_OK,
 )
 from triage.cli.options import Option, Switch
-from triage.cli.values import integer, number, path, probability
+from triage.cli.values import BadValue, integer, number, path, probability
 from triage.core.errors import PromotionRefused, TriageError
 
 if TYPE_CHECKING:
@@ -42,6 +42,17 @@ SEED = Option(
 )
 JOBS = Option("--jobs", "parallel jobs, -1: all cores", read=integer(), default=-1, metavar="N")
 
+
+def candidate_name(raw: str) -> str:
+    """The name of a known candidate pipeline (read only when the flag is given: listing the
+    candidates imports scikit-learn)."""
+    from triage.training.candidates import CANDIDATES
+
+    if raw not in CANDIDATES:
+        raise BadValue(raw, f"is not a candidate: expected one of {', '.join(CANDIDATES)}")
+    return raw
+
+
 TRAIN_OPTIONS: tuple[Option | Switch, ...] = (
     Option("--data", "labelled training file", read=path, default=DEFAULT_TRAIN, metavar="FILE"),
     Option(
@@ -51,7 +62,7 @@ TRAIN_OPTIONS: tuple[Option | Switch, ...] = (
         metavar="FILE",
     ),
     Option("--out", "models directory", read=path, default=DEFAULT_MODELS, metavar="DIR"),
-    Option("--candidate", "pipeline to train (see `triage compare`)"),
+    Option("--candidate", "pipeline to train (see `triage compare`)", read=candidate_name),
     FOLDS,
     SEED,
     Option(
@@ -100,7 +111,20 @@ CLASSIFY_OPTIONS: tuple[Option | Switch, ...] = (
 )
 
 PROMOTE_OPTIONS: tuple[Option | Switch, ...] = (
-    Option("version", "the version to make current"),
+    Option("version", "the version to make current (a directory name under --models)"),
+    Option("--models", "models directory", read=path, default=DEFAULT_MODELS, metavar="DIR"),
+)
+
+CONVERT_OPTIONS: tuple[Option | Switch, ...] = (
+    Option("version", "the pickled (model.joblib) version to convert"),
+    Switch(
+        "--trust-pickle",
+        "trust_pickle",
+        "required: loading the pickle runs any code it holds; only for artifacts you trust",
+    ),
+    Option(
+        "--to", "the new version's name", dest="to", shown_default="VERSION-skops", metavar="NEW"
+    ),
     Option("--models", "models directory", read=path, default=DEFAULT_MODELS, metavar="DIR"),
 )
 
@@ -109,7 +133,9 @@ COMPARE_OPTIONS: tuple[Option | Switch, ...] = (
     FOLDS,
     SEED,
     JOBS,
-    Option("--candidates", "candidates to compare", nargs="*", shown_default="all"),
+    Option(
+        "--candidates", "candidates to compare", read=candidate_name, nargs="*", shown_default="all"
+    ),
     Option("--test", "also report test macro-F1 (never used to choose)", read=path, metavar="FILE"),
 )
 
@@ -283,6 +309,17 @@ def run_promote(args: argparse.Namespace) -> int:
     previous = resolve_current(args.models)
     promote(args.models, args.version, reason="manual")
     print(f"current -> {args.version} (was {previous.name if previous else 'none'})")
+    return EXIT_OK
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from triage.core.legacy_artifacts import convert_legacy_artifact
+
+    target = convert_legacy_artifact(
+        args.models, args.version, args.to, trust_pickle=args.trust_pickle
+    )
+    print(f"converted {args.version} to {target.name} ({target}): loads without running code")
+    print(f"make it current with: triage promote {target.name}")
     return EXIT_OK
 
 

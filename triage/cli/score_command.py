@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Any
 
+from triage.cli.cpus import usable_cpus
 from triage.cli.defaults import DEFAULT_MODEL, EXIT_OK
 from triage.cli.options import Option, Switch
 from triage.cli.values import integer, path
@@ -31,8 +32,7 @@ OPTIONS: tuple[Option | Switch, ...] = (
         "--workers",
         "scoring processes",
         read=integer(1),
-        default=os.cpu_count() or 1,
-        shown_default="the machine's cores",
+        shown_default="the CPUs this process may use (affinity and cgroup quota)",
         metavar="N",
     ),
     Option(
@@ -67,6 +67,8 @@ OPTIONS: tuple[Option | Switch, ...] = (
 def cmd_score(args: argparse.Namespace) -> int:
     from triage.archive.readers import ArchiveSpec, count_rows
 
+    if args.workers is None:
+        args.workers = usable_cpus()
     if args.chunk_size < 1 or args.workers < 1:
         raise TriageError("--chunk-size and --workers must be at least 1")
     spec = ArchiveSpec(tuple(args.inputs), args.text_column, args.id_column)

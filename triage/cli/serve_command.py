@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from triage.cli.cpus import usable_cpus
 from triage.cli.defaults import DEFAULT_MODEL
 from triage.cli.options import Option, Switch
 from triage.cli.values import PORT, integer, number, path, token_list
@@ -33,10 +33,9 @@ OPTIONS: tuple[Option | Switch, ...] = (
         "--workers",
         "model processes; 0 scores in the server process",
         read=integer(0),
-        default=os.cpu_count() or 1,
         env="TRIAGE_WORKERS",
         metavar="N",
-        shown_default="the machine's cores",
+        shown_default="the CPUs this process may use (affinity and cgroup quota)",
     ),
     Switch(
         "--no-quiet-lane",
@@ -72,10 +71,36 @@ OPTIONS: tuple[Option | Switch, ...] = (
     ),
     Option(
         "--max-in-flight",
-        "calls handled at once; more get RESOURCE_EXHAUSTED",
+        "unary calls handled at once; more get RESOURCE_EXHAUSTED (health checks never do)",
         read=integer(1),
         default=256,
         env="TRIAGE_MAX_IN_FLIGHT",
+        metavar="N",
+    ),
+    Option(
+        "--max-streams",
+        "long-lived streams open at once (ClassifyStream, Health/Watch); more get "
+        "RESOURCE_EXHAUSTED",
+        read=integer(1),
+        default=64,
+        env="TRIAGE_MAX_STREAMS",
+        metavar="N",
+    ),
+    Option(
+        "--max-streams-per-connection",
+        "streams open at once on one client connection",
+        read=integer(1),
+        default=16,
+        env="TRIAGE_MAX_STREAMS_PER_CONNECTION",
+        metavar="N",
+    ),
+    Option(
+        "--max-in-flight-mb",
+        "request MiB handled at once (messages over 64 KiB count); a request over it gets "
+        "RESOURCE_EXHAUSTED",
+        read=integer(1),
+        default=64,
+        env="TRIAGE_MAX_IN_FLIGHT_MB",
         metavar="N",
     ),
     Option(
@@ -95,11 +120,20 @@ OPTIONS: tuple[Option | Switch, ...] = (
         metavar="N",
     ),
     Option(
+        "--model-timeout",
+        "a model process that has not answered a batch in this long (plus 1 s per 100,000 "
+        "characters of its text) is taken as hung, killed and restarted",
+        read=number(0.1),
+        default=5.0,
+        env="TRIAGE_MODEL_TIMEOUT",
+        metavar="SECONDS",
+    ),
+    Option(
         "--max-message-mb",
         "largest request message, in MiB",
         # gRPC takes the size in bytes as a signed 32-bit integer.
         read=integer(1, 2047),
-        default=64,
+        default=16,
         env="TRIAGE_MAX_MESSAGE_MB",
         metavar="N",
     ),
@@ -122,14 +156,30 @@ OPTIONS: tuple[Option | Switch, ...] = (
     ),
     Option(
         "--token-file",
-        "require a bearer token from this file, one per line, '#' comments; "
-        "TRIAGE_TOKENS=tok1,tok2 gives tokens without a file",
+        "require a bearer token from this file, one per line, '#' comments (client tokens: "
+        "every call but ReloadModel); TRIAGE_TOKENS=tok1,tok2 gives tokens without a file",
         read=path,
         env="TRIAGE_TOKEN_FILE",
         metavar="FILE",
     ),
     # No flag: a token on the command line would show in every process listing.
     Option(None, "bearer tokens", read=token_list, default=(), env="TRIAGE_TOKENS", dest="tokens"),
+    Option(
+        "--admin-token-file",
+        "admin bearer tokens (may also call ReloadModel), same format as --token-file; "
+        "TRIAGE_ADMIN_TOKENS=tok1,tok2 gives them without a file",
+        read=path,
+        env="TRIAGE_ADMIN_TOKEN_FILE",
+        metavar="FILE",
+    ),
+    Option(
+        None,
+        "admin bearer tokens",
+        read=token_list,
+        default=(),
+        env="TRIAGE_ADMIN_TOKENS",
+        dest="admin_tokens",
+    ),
     Option(
         "--metrics-port",
         "serve Prometheus /metrics on this port",
@@ -140,7 +190,7 @@ OPTIONS: tuple[Option | Switch, ...] = (
     ),
     Option(
         "--metrics-host",
-        "address of the metrics endpoint",
+        "address of the metrics endpoint; beyond loopback needs --insecure",
         default="127.0.0.1",
         env="TRIAGE_METRICS_HOST",
         metavar="HOST",
@@ -185,6 +235,7 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
     from triage.rpc.security import TlsConfig
     from triage.runtime.microbatch import BatchingConfig
     from triage.runtime.service import Limits
+    from triage.runtime.supervision import Supervision
 
     if (args.tls_cert is None) != (args.tls_key is None):
         raise TriageError("--tls-cert and --tls-key go together")
@@ -196,15 +247,22 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
         model_path=args.model,
         host=args.host,
         port=args.port,
-        workers=args.workers,
+        workers=usable_cpus() if args.workers is None else args.workers,
         quiet_lane=args.quiet_lane,
         batching=batching if args.batching else None,
         max_in_flight=args.max_in_flight,
+        max_streams=args.max_streams,
+        max_streams_per_connection=args.max_streams_per_connection,
+        max_request_bytes=args.max_in_flight_mb * 1024 * 1024,
         tls=tls,
         insecure=args.insecure,
         tokens=_read_tokens(args.token_file) if args.token_file else args.tokens,
+        admin_tokens=(
+            _read_tokens(args.admin_token_file) if args.admin_token_file else args.admin_tokens
+        ),
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        supervision=Supervision(batch_seconds=args.model_timeout),
         limits=Limits(
             max_text_chars=args.max_text_chars,
             max_batch_size=args.max_batch,
