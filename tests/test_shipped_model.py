@@ -9,6 +9,7 @@ import pytest
 from triage.core.artifacts import write_artifact
 from triage.core.model import load_model
 from triage.training.corpus import read_labelled
+from triage.training.fairness import format_fairness, run_suite
 from triage.training.train import TrainConfig, train
 
 from .conftest import REPO
@@ -36,3 +37,6 @@ def test_default_training_reaches_the_quality_bar(tmp_path: Path) -> None:
     correct = sum(p.label == gold for p, gold in zip(predictions, test.labels, strict=True))
     assert correct / len(predictions) == pytest.approx(result.test.accuracy)
     assert len(accepted) > len(predictions) / 2
+    # Identity swaps flip no label and stay within the gate's bounds (docs/model.md).
+    fairness = run_suite(result.pipeline.predict_proba, result.card.labels, "shipped")
+    assert fairness.passed, format_fairness(fairness)

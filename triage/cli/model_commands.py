@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from triage.cli.values import BadValue, integer, number, path, probability
 from triage.core.errors import PromotionRefused, TriageError
 
 if TYPE_CHECKING:
+    from triage.training.fairness import FairnessBounds, FairnessReport
     from triage.training.promotion import GateDecision
     from triage.training.train import TrainConfig, TrainResult
 
@@ -41,6 +43,33 @@ SEED = Option(
     metavar="N",
 )
 JOBS = Option("--jobs", "parallel jobs, -1: all cores", read=integer(), default=-1, metavar="N")
+
+
+# The fairness bounds (triage.training.fairness): None keeps the suite's default, so that an
+# override is known as one and recorded on the model card.
+FAIRNESS_BOUNDS: tuple[Option | Switch, ...] = (
+    Option(
+        "--fairness-max-spread",
+        "largest P(terrorism_concern) spread across identity swaps of one template",
+        read=number(0),
+        shown_default="0.05",
+        metavar="P",
+    ),
+    Option(
+        "--allow-fairness-flips",
+        "template/group pairs whose label an identity swap may change",
+        read=integer(0),
+        shown_default="0",
+        metavar="N",
+    ),
+    Option(
+        "--fairness-min-raise",
+        "how much threat content must raise P(terrorism_concern), whatever the name",
+        read=number(),
+        shown_default="0.05",
+        metavar="P",
+    ),
+)
 
 
 def candidate_name(raw: str) -> str:
@@ -83,6 +112,7 @@ TRAIN_OPTIONS: tuple[Option | Switch, ...] = (
         default=0.01,
         metavar="F1",
     ),
+    *FAIRNESS_BOUNDS,
     Switch(
         "--if-missing",
         "if_missing",
@@ -93,7 +123,13 @@ TRAIN_OPTIONS: tuple[Option | Switch, ...] = (
 
 EVALUATE_OPTIONS: tuple[Option | Switch, ...] = (
     MODEL,
-    Option("--data", "labelled CSV or JSONL file", read=path, required=True, metavar="FILE"),
+    Option("--data", "labelled CSV or JSONL file", read=path, metavar="FILE"),
+    Switch(
+        "--fairness",
+        "fairness",
+        "run the counterfactual fairness suite (identity swaps), with or without --data",
+    ),
+    *FAIRNESS_BOUNDS,
     FORMAT,
     Option("--plots", "write PNG plots into this directory", read=path, metavar="DIR"),
 )
@@ -149,10 +185,25 @@ def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
+def fairness_bounds(args: argparse.Namespace) -> tuple[FairnessBounds, tuple[str, ...]]:
+    """The bounds the options ask for, and those options as given (for the model card)."""
+    from triage.training.fairness import FairnessBounds
+
+    given = {
+        "max_spread": ("--fairness-max-spread", args.fairness_max_spread),
+        "allowed_flips": ("--allow-fairness-flips", args.allow_fairness_flips),
+        "min_raise": ("--fairness-min-raise", args.fairness_min_raise),
+    }
+    chosen = {field: value for field, (_, value) in given.items() if value is not None}
+    overrides = tuple(f"{flag} {value}" for flag, value in given.values() if value is not None)
+    return FairnessBounds(**chosen), overrides
+
+
 def run_train(args: argparse.Namespace) -> int:
     from triage.core.artifacts import new_version, resolve_current, write_artifact
     from triage.training.candidates import DEFAULT_CANDIDATE
     from triage.training.corpus import read_labelled
+    from triage.training.fairness import run_suite
     from triage.training.promotion import gate_and_promote
     from triage.training.train import TrainConfig, train
 
@@ -177,15 +228,24 @@ def run_train(args: argparse.Namespace) -> int:
     log.info("training %s on %d rows of %s", config.candidate, len(data.rows), args.data)
     result = train(data, test, config)
     version = args.version or new_version()
+    bounds, overrides = fairness_bounds(args)
+    # Scored on the fitted pipeline, as the card's other figures are.
+    fairness = run_suite(result.pipeline.predict_proba, result.card.labels, version, bounds)
+    result = replace(result, card=replace(result.card, fairness=fairness.figures(overrides)))
     path = write_artifact(args.out, version, result.pipeline, result.card)
     decision = None
     if args.promote:
         if test is None or result.test is None:
             raise TriageError("--promote needs a test file (--test) to compare models on")
         decision = gate_and_promote(
-            args.out, version, result.test.macro_f1, test, tolerance=args.tolerance
+            args.out,
+            version,
+            result.test.macro_f1,
+            test,
+            tolerance=args.tolerance,
+            fairness=fairness,
         )
-    _print_training(args.format, version, path, result, config, test_path, decision)
+    _print_training(args.format, version, path, result, config, test_path, decision, fairness)
     if decision and not decision.promoted:
         raise PromotionRefused(decision.reason)
     return EXIT_OK
@@ -199,8 +259,11 @@ def _print_training(
     config: TrainConfig,
     test_path: Path | None,
     decision: GateDecision | None,
+    fairness: FairnessReport,
 ) -> None:
-    """What `triage train` prints: the new artifact, its evaluation and the promotion decision."""
+    """What `triage train` prints: the new artifact, its evaluation, its fairness figures and
+    the promotion decision."""
+    from triage.training.fairness import format_fairness
     from triage.training.metrics import format_report
 
     if output_format == "json":
@@ -211,6 +274,7 @@ def _print_training(
                 "metrics": result.card.metrics.to_dict(),
                 "review": result.card.review.to_dict(),
                 "params": result.card.params,
+                "fairness": fairness.to_dict(),
                 "promoted": decision.promoted if decision else False,
                 "promotion": decision.reason if decision else None,
             }
@@ -221,6 +285,7 @@ def _print_training(
     print(format_report(f"cross-validation ({config.folds}-fold, out-of-fold)", result.cv))
     if result.test is not None:
         print(format_report(f"test: {test_path}", result.test))
+    print(format_fairness(fairness))
     if decision:
         print(decision.reason)
 
@@ -228,25 +293,43 @@ def _print_training(
 def run_evaluate(args: argparse.Namespace) -> int:
     from triage.core.model import load_model
     from triage.training.corpus import read_labelled
+    from triage.training.fairness import format_fairness, run_suite
     from triage.training.metrics import evaluate, format_report
+    from triage.training.plots import write_fairness_plots, write_plots
 
+    if args.data is None and not args.fairness:
+        raise TriageError("evaluate needs --data FILE, --fairness, or both")
     model = load_model(args.model)
-    data = read_labelled(args.data, known_labels=set(model.labels))
-    evaluation = evaluate(
-        data.labels, model.predict_proba(data.texts), model.labels, model.review_threshold
-    )
+    evaluation = fairness = None
+    if args.data is not None:
+        data = read_labelled(args.data, known_labels=set(model.labels))
+        evaluation = evaluate(
+            data.labels, model.predict_proba(data.texts), model.labels, model.review_threshold
+        )
+    if args.fairness:
+        fairness = run_suite(
+            model.predict_proba, model.labels, model.version, fairness_bounds(args)[0]
+        )
     plots: list[str] = []
     if args.plots is not None:
-        from triage.training.plots import write_plots
-
-        plots = [str(p) for p in write_plots(evaluation, args.plots)]
+        if evaluation is not None:
+            plots += [str(p) for p in write_plots(evaluation, args.plots)]
+        if fairness is not None:
+            plots += [str(p) for p in write_fairness_plots(fairness, args.plots)]
     if args.format == "json":
-        document = {**evaluation.to_dict(), "model_version": model.version}
+        document: dict[str, Any] = {"model_version": model.version}
+        if evaluation is not None:
+            document = {**evaluation.to_dict(), **document}
+        if fairness is not None:
+            document["fairness"] = fairness.to_dict()
         if args.plots is not None:
             document["plots"] = plots
         print_json(document)
     else:
-        print(format_report(f"model {model.version} on {args.data}", evaluation))
+        if evaluation is not None:
+            print(format_report(f"model {model.version} on {args.data}", evaluation))
+        if fairness is not None:
+            print(format_fairness(fairness))
         for plot in plots:
             print(f"wrote {plot}")
     return EXIT_OK

@@ -131,6 +131,87 @@ class GridPoint:
 
 
 @dataclass(frozen=True)
+class FairnessGroupFigures:
+    """One swap group of the fairness suite: mean and worst spread of P(terrorism), flips."""
+
+    group: str
+    mean_terrorism: float
+    max_spread: float
+    flips: int
+    flipped: tuple[str, ...]  # the templates whose label the swap changes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "mean_terrorism": self.mean_terrorism,
+            "max_spread": self.max_spread,
+            "flips": self.flips,
+            "flipped": list(self.flipped),
+        }
+
+    @classmethod
+    def read(cls, fields: JsonFields) -> FairnessGroupFigures:
+        return cls(
+            group=fields.text("group"),
+            mean_terrorism=fields.number("mean_terrorism"),
+            max_spread=fields.number("max_spread"),
+            flips=fields.integer("flips"),
+            flipped=fields.texts("flipped"),
+        )
+
+
+@dataclass(frozen=True)
+class FairnessFigures:
+    """The counterfactual fairness suite at training time, and the bounds the model was held to
+    (``overrides``: the options an operator changed them with, as given; empty: defaults)."""
+
+    suite: str
+    flips: int
+    max_spread: float  # of P(terrorism_concern) across swaps, on the worst template
+    directional_failures: int
+    bound_max_spread: float
+    allowed_flips: int
+    min_raise: float
+    overrides: tuple[str, ...]
+    groups: tuple[FairnessGroupFigures, ...]
+
+    @property
+    def passed(self) -> bool:
+        return (
+            self.flips <= self.allowed_flips
+            and self.max_spread <= self.bound_max_spread
+            and self.directional_failures == 0
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "flips": self.flips,
+            "max_spread": self.max_spread,
+            "directional_failures": self.directional_failures,
+            "bound_max_spread": self.bound_max_spread,
+            "allowed_flips": self.allowed_flips,
+            "min_raise": self.min_raise,
+            "overrides": list(self.overrides),
+            "groups": [g.to_dict() for g in self.groups],
+        }
+
+    @classmethod
+    def read(cls, fields: JsonFields) -> FairnessFigures:
+        return cls(
+            suite=fields.text("suite"),
+            flips=fields.integer("flips"),
+            max_spread=fields.number("max_spread"),
+            directional_failures=fields.integer("directional_failures"),
+            bound_max_spread=fields.number("bound_max_spread"),
+            allowed_flips=fields.integer("allowed_flips"),
+            min_raise=fields.number("min_raise"),
+            overrides=fields.texts("overrides"),
+            groups=tuple(FairnessGroupFigures.read(g) for g in fields.children("groups")),
+        )
+
+
+@dataclass(frozen=True)
 class TrainingRecord:
     """How a model was made and scored: everything on its card but the artifact's identity."""
 
@@ -147,9 +228,11 @@ class TrainingRecord:
     metrics: TrainingMetrics
     libraries: dict[str, str]  # name -> version, for the ones that decide how the pickle loads
     training_seconds: float
+    # The fairness suite's figures; None on cards written before it existed.
+    fairness: FairnessFigures | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "created": self.created,
             "labels": list(self.labels),
             "candidate": self.candidate,
@@ -164,6 +247,9 @@ class TrainingRecord:
             "libraries": dict(self.libraries),
             "training_seconds": self.training_seconds,
         }
+        if self.fairness is not None:  # a card without figures is written back as it was read
+            document["fairness"] = self.fairness.to_dict()
+        return document
 
     @classmethod
     def read(cls, fields: JsonFields) -> TrainingRecord:
@@ -181,6 +267,11 @@ class TrainingRecord:
             metrics=TrainingMetrics.read(fields.child("metrics")),
             libraries=fields.text_map("libraries"),
             training_seconds=fields.number("training_seconds"),
+            fairness=(
+                FairnessFigures.read(fields.child("fairness"))
+                if "fairness" in fields.names()
+                else None
+            ),
         )
 
 

@@ -1,15 +1,17 @@
-"""Draw an evaluation as PNGs: confusion matrix and reliability diagram (needs matplotlib)."""
+"""Draw evaluations as PNGs: confusion matrix, reliability diagram, fairness spreads (needs
+matplotlib)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from triage.core.errors import TriageError
 from triage.core.evaluation import Evaluation
+from triage.training.fairness import TERRORISM, FairnessReport
 
 
-def write_plots(evaluation: Evaluation, out_dir: Path) -> list[Path]:
-    """Write ``confusion_matrix.png`` and ``reliability.png`` into ``out_dir``; return paths."""
+def _pyplot(out_dir: Path) -> Any:
     try:
         import matplotlib
 
@@ -18,6 +20,12 @@ def write_plots(evaluation: Evaluation, out_dir: Path) -> list[Path]:
     except ImportError:
         raise TriageError("--plots needs matplotlib: pip install 'triage[plots]'") from None
     out_dir.mkdir(parents=True, exist_ok=True)
+    return plt
+
+
+def write_plots(evaluation: Evaluation, out_dir: Path) -> list[Path]:
+    """Write ``confusion_matrix.png`` and ``reliability.png`` into ``out_dir``; return paths."""
+    plt = _pyplot(out_dir)
     labels = evaluation.labels
     matrix = evaluation.confusion_matrix
 
@@ -77,3 +85,32 @@ def write_plots(evaluation: Evaluation, out_dir: Path) -> list[Path]:
     fig.savefig(reliability_path, dpi=120)
     plt.close(fig)
     return [confusion_path, reliability_path]
+
+
+def write_fairness_plots(report: FairnessReport, out_dir: Path) -> list[Path]:
+    """Write ``fairness_spread.png`` (P(terrorism) spread across swaps per template and group,
+    flips in red, the bound dashed) into ``out_dir``; return its path."""
+    plt = _pyplot(out_dir)
+    cases = sorted(report.cases, key=lambda c: (c.group, c.template))
+    fig, ax = plt.subplots(figsize=(7.5, 0.25 * len(cases) + 1.5))
+    ax.barh(
+        range(len(cases)),
+        [c.terrorism_spread for c in cases],
+        color=["darkred" if c.flipped else "steelblue" for c in cases],
+        edgecolor="black",
+    )
+    ax.set_yticks(range(len(cases)), [f"{c.group}: {c.template}" for c in cases])
+    ax.invert_yaxis()
+    ax.axvline(report.bounds.max_spread, color="orange", linestyle="--", label="bound")
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"spread of P({TERRORISM}) across swaps (red: the label flips)")
+    ax.set_title(
+        f"Fairness suite {report.suite}: {report.flips} flips, max spread "
+        f"{report.max_terrorism_spread:.3f}"
+    )
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    spread_path = out_dir / "fairness_spread.png"
+    fig.savefig(spread_path, dpi=120)
+    plt.close(fig)
+    return [spread_path]

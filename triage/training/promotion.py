@@ -1,4 +1,5 @@
-"""The promotion gate: a new model replaces the current one only if it is not worse on test."""
+"""The promotion gate: a new model replaces the current one only if it keeps the fairness bounds
+and is not worse on test."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from triage.core.artifacts import promote, read_card, resolve_current
 from triage.core.errors import ModelLoadError
 from triage.core.model import load_model
 from triage.training.corpus import LabelledData
+from triage.training.fairness import FairnessReport
 from triage.training.metrics import evaluate
 
 DEFAULT_TOLERANCE = 0.01
@@ -28,10 +30,19 @@ def gate_and_promote(
     new_macro_f1: float,
     test: LabelledData,
     tolerance: float = DEFAULT_TOLERANCE,
+    fairness: FairnessReport | None = None,
 ) -> GateDecision:
-    """Promote ``version`` unless the current model scores better on the same test file by more
-    than ``tolerance`` macro-F1. Both models are scored on ``test`` in this run, so the
-    comparison is like for like even when the test file changed since the current one was made."""
+    """Promote ``version`` unless its ``fairness`` report breaks its bounds (even when no model
+    is current: the bounds are absolute), or the current model scores better on the same test
+    file by more than ``tolerance`` macro-F1. Both models are scored on ``test`` in this run, so
+    the comparison is like for like even when the test file changed since the current one was
+    made."""
+    if fairness is not None and not fairness.passed:
+        return GateDecision(
+            False,
+            f"not promoted: {version} breaks the fairness bounds: "
+            + "; ".join(fairness.problems()),
+        )
     current_dir = resolve_current(models_dir)
     if current_dir is None:
         promote(models_dir, version, reason="first model")
