@@ -149,16 +149,20 @@ def test_calls_that_never_send_their_request_hold_only_unary_slots(models_dir: P
             held = [_hold_unary_call(channel) for _ in range(2)]
             stub = pb_grpc.TriageServiceStub(channel)
 
-            def refused() -> bool:
-                try:
-                    stub.Classify(pb.ClassifyRequest(text="hi"), timeout=2)
-                except grpc.RpcError as err:
-                    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err
-                    assert "limit of 2 calls at once" in err.details()
-                    return True
-                return False
+            def unary_in_flight() -> float:
+                value = server.metrics.registry.get_sample_value(
+                    "triage_calls_in_flight", {"kind": "unary"}
+                )
+                return value or 0.0
 
-            _wait_for(refused, "the held calls to take both unary slots")
+            # No probe before both are admitted: a probe in flight would take a slot itself and
+            # could get one of the held calls refused.
+            _wait_for(lambda: unary_in_flight() == 2, "the held calls to take both unary slots")
+            assert not any(call.done() for _, call in held)
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.Classify(pb.ClassifyRequest(text="hi"), timeout=5)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "limit of 2 calls at once" in refused.value.details()
             watches = [_open_watch(channel) for _ in range(5)]  # streams have slots of their own
             assert [error is None for _, error in watches] == [True] * 4 + [False]
             for _ in range(5):
