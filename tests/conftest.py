@@ -75,3 +75,12 @@ def start_server(models_dir: Path, **overrides: object) -> TriageServer:
 @pytest.fixture(scope="session")
 def tiny_model(_models_template: Path) -> TriageModel:
     return load_model(_models_template / "current")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty decision record on each backend: an SQLite file, a fresh PostgreSQL database."""
+    from tests.stores import store_url_for
+
+    with store_url_for(request.param, tmp_path) as url:
+        yield url

@@ -1,0 +1,406 @@
+"""Open a decision record by URL, bring its schema up to date, and write and read rows.
+
+SQLite (the embedded default: one file, WAL mode) or PostgreSQL (``postgresql+psycopg://``).
+Every write is idempotent on its primary key, so that replaying a spool after a crash or an
+outage writes each row exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from triage.store import schema
+from triage.store.errors import StoreError
+from triage.store.records import Decision, DecisionView, Feedback, ShadowDecision
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+DEFAULT_DATA_DIR = Path("data")
+DEFAULT_STORE_FILE = "triage.db"
+CONNECT_SECONDS = 5  # a store that does not answer is "down", not a hung server
+SQLITE_BUSY_MS = 5_000
+
+
+def default_url(data_dir: Path = DEFAULT_DATA_DIR) -> str:
+    return f"sqlite:///{data_dir / DEFAULT_STORE_FILE}"
+
+
+def describe(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(an unreadable store URL)"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``: SQLite files get WAL mode and a busy timeout, and their folder is
+    created; PostgreSQL connections time out instead of hanging."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(
+            "the store URL is not a database URL: expected e.g. sqlite:///data/triage.db or "
+            "postgresql+psycopg://user@host/db"
+        ) from None
+    backend = parsed.get_backend_name()
+    try:
+        if backend == "sqlite":
+            database = parsed.database or ""
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(
+                parsed, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, pool_pre_ping=True
+            )
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        if backend == "postgresql":
+            return create_engine(
+                parsed,
+                connect_args={"connect_timeout": CONNECT_SECONDS},
+                pool_pre_ping=True,
+                pool_size=4,
+                max_overflow=4,
+            )
+    except (NoSuchModuleError, ImportError) as err:
+        raise StoreError(f"cannot open {describe(url)}: {err}") from None
+    raise StoreError(f"unsupported store {backend!r}: use sqlite:/// or postgresql+psycopg://")
+
+
+def _sqlite_pragmas(connection: Any, record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+    cursor.close()
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    current: str | None  # None: an empty database, no schema yet
+    head: str
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.head
+
+
+class Store:
+    """One decision record. Thread-safe: each method takes a pooled connection."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.dialect = self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except SQLAlchemyError as err:
+            cause: BaseException = getattr(err, "orig", None) or err
+            raise StoreError(
+                f"{describe(self.url)}: {type(cause).__name__}: {_first_line(cause)}"
+            ) from err
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def schema_state(self) -> SchemaState:
+        with self._transaction() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+        return SchemaState(current, head_revision())
+
+    def migrate(self, revision: str = "head") -> SchemaState:
+        """Upgrade the schema in place to ``revision`` (an empty database gets every table)."""
+        with self._transaction() as connection:
+            command.upgrade(_alembic_config(connection), revision)
+        return self.schema_state()
+
+    def ensure_schema(self) -> None:
+        """Create the schema in an empty store; refuse a store at an older or unknown
+        revision (upgrading a shared store is an operator's decision: ``triage store migrate``)."""
+        state = self.schema_state()
+        if state.current is None:
+            log.info("creating the decision record schema in %s", describe(self.url))
+            self.migrate()
+        elif not state.up_to_date:
+            raise StoreError(
+                f"{describe(self.url)} is at schema revision {state.current}, this triage "
+                f"needs {state.head}: run `triage store migrate --store URL`"
+            )
+
+    # -- writes (idempotent) ------------------------------------------------------------------
+
+    def insert_decisions(self, decisions: Sequence[Decision]) -> int:
+        """Insert decisions (and their sealed texts) that are not there yet, in one transaction.
+        Returns how many were new."""
+        if not decisions:
+            return 0
+        rows = [_decision_row(d) for d in decisions]
+        texts = [_text_row(d) for d in decisions if d.text is not None]
+        with self._transaction() as connection:
+            new = self._insert_new(connection, schema.decisions, rows, ["decision_id"])
+            if texts:
+                self._insert_new(connection, schema.report_texts, texts, ["decision_id"])
+        return new
+
+    def insert_shadows(self, shadows: Sequence[ShadowDecision]) -> int:
+        if not shadows:
+            return 0
+        rows = [_shadow_row(s) for s in shadows]
+        with self._transaction() as connection:
+            return self._insert_new(
+                connection, schema.shadow_decisions, rows, ["decision_id", "model_version"]
+            )
+
+    def insert_feedback(self, rows: Sequence[Feedback]) -> int:
+        if not rows:
+            return 0
+        values = [_feedback_row(f) for f in rows]
+        with self._transaction() as connection:
+            return self._insert_new(connection, schema.feedback, values, ["feedback_id"])
+
+    def _insert_new(
+        self, connection: Connection, table: Any, rows: list[dict[str, Any]], keys: list[str]
+    ) -> int:
+        dialect = postgresql if self.dialect == "postgresql" else sqlite
+        statement = (
+            dialect.insert(table)
+            .on_conflict_do_nothing(index_elements=keys)
+            .returning(table.c[keys[0]])  # only the rows inserted come back
+        )
+        return len(connection.execute(statement, rows).all())
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def decision(self, decision_id: str) -> DecisionView | None:
+        with self._transaction() as connection:
+            row = connection.execute(
+                select(schema.decisions).where(schema.decisions.c.decision_id == decision_id)
+            ).one_or_none()
+            if row is None:
+                return None
+            return _view(connection, row)
+
+    def decisions_for_report(self, report_id: str, limit: int = 100) -> list[DecisionView]:
+        """The decisions recorded for ``report_id``, newest first."""
+        with self._transaction() as connection:
+            rows = connection.execute(
+                select(schema.decisions)
+                .where(schema.decisions.c.report_id == report_id)
+                .order_by(schema.decisions.c.received_at.desc())
+                .limit(limit)
+            ).all()
+            return [_view(connection, row) for row in rows]
+
+    def count(self, table: str) -> int:
+        from sqlalchemy import func
+
+        with self._transaction() as connection:
+            return int(
+                connection.execute(
+                    select(func.count()).select_from(schema.metadata.tables[table])
+                ).scalar_one()
+            )
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A connection in a transaction, for the modules that read or write beyond the
+        methods here (feedback, retention, monitoring); errors become :class:`StoreError`."""
+        with self._transaction() as connection:
+            yield connection
+
+
+def open_store(url: str, create: bool = True) -> Store:
+    """Open the record at ``url`` and check its schema (creating it in an empty store when
+    ``create``); raises :class:`StoreError` with a message naming the store, never a password."""
+    store = Store(url)
+    try:
+        if create:
+            store.ensure_schema()
+        else:
+            store.schema_state()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _decision_row(d: Decision) -> dict[str, Any]:
+    return {
+        "decision_id": d.decision_id,
+        "report_id": d.report_id,
+        "received_at": d.received_at,
+        "model_version": d.model_version,
+        "source": d.source,
+        "label": d.label,
+        "confidence": d.confidence,
+        "scores": dict(d.scores),
+        "needs_review": d.needs_review,
+        "reasons": ",".join(d.reasons),
+        "caller": d.caller,
+        "latency_ms": d.latency_ms,
+    }
+
+
+def _text_row(d: Decision) -> dict[str, Any]:
+    assert d.text is not None
+    return {
+        "decision_id": d.decision_id,
+        "ciphertext": d.text.ciphertext,
+        "key_id": d.text.key_id,
+        "stored_at": d.received_at,
+        "expires_at": d.text.expires_at,
+    }
+
+
+def _shadow_row(s: ShadowDecision) -> dict[str, Any]:
+    return {
+        "decision_id": s.decision_id,
+        "model_version": s.model_version,
+        "scored_at": s.scored_at,
+        "label": s.label,
+        "confidence": s.confidence,
+        "scores": dict(s.scores),
+        "needs_review": s.needs_review,
+        "reasons": ",".join(s.reasons),
+        "latency_ms": s.latency_ms,
+    }
+
+
+def _feedback_row(f: Feedback) -> dict[str, Any]:
+    return {
+        "feedback_id": f.feedback_id,
+        "decision_id": f.decision_id,
+        "report_id": f.report_id,
+        "old_label": f.old_label,
+        "new_label": f.new_label,
+        "reviewer": f.reviewer,
+        "note": f.note,
+        "created_at": f.created_at,
+        "source": f.source,
+    }
+
+
+def _aware(value: datetime) -> datetime:
+    """Every time in the record is UTC (SQLite hands back naive datetimes)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _reasons(value: str) -> tuple[str, ...]:
+    return tuple(r for r in value.split(",") if r)
+
+
+def decision_of(row: Any) -> Decision:
+    m = row._mapping
+    return Decision(
+        decision_id=m["decision_id"],
+        report_id=m["report_id"],
+        received_at=_aware(m["received_at"]),
+        model_version=m["model_version"],
+        source=m["source"],
+        label=m["label"],
+        confidence=float(m["confidence"]),
+        scores={str(k): float(v) for k, v in dict(m["scores"]).items()},
+        needs_review=bool(m["needs_review"]),
+        reasons=_reasons(m["reasons"]),
+        caller=m["caller"],
+        latency_ms=m["latency_ms"],
+    )
+
+
+def feedback_of(row: Any) -> Feedback:
+    m = row._mapping
+    return Feedback(
+        feedback_id=m["feedback_id"],
+        decision_id=m["decision_id"],
+        report_id=m["report_id"],
+        old_label=m["old_label"],
+        new_label=m["new_label"],
+        reviewer=m["reviewer"],
+        note=m["note"],
+        created_at=_aware(m["created_at"]),
+        source=m["source"],
+    )
+
+
+def shadow_of(row: Any) -> ShadowDecision:
+    m = row._mapping
+    return ShadowDecision(
+        decision_id=m["decision_id"],
+        model_version=m["model_version"],
+        scored_at=_aware(m["scored_at"]),
+        label=m["label"],
+        confidence=float(m["confidence"]),
+        scores={str(k): float(v) for k, v in dict(m["scores"]).items()},
+        needs_review=bool(m["needs_review"]),
+        reasons=_reasons(m["reasons"]),
+        latency_ms=m["latency_ms"],
+    )
+
+
+def _view(connection: Connection, row: Any) -> DecisionView:
+    decision_id = row._mapping["decision_id"]
+    history = connection.execute(
+        select(schema.feedback)
+        .where(schema.feedback.c.decision_id == decision_id)
+        .order_by(schema.feedback.c.created_at, schema.feedback.c.feedback_id)
+    ).all()
+    shadows = connection.execute(
+        select(schema.shadow_decisions).where(schema.shadow_decisions.c.decision_id == decision_id)
+    ).all()
+    has_text = (
+        connection.execute(
+            select(schema.report_texts.c.decision_id).where(
+                schema.report_texts.c.decision_id == decision_id
+            )
+        ).first()
+        is not None
+    )
+    return DecisionView(
+        decision=decision_of(row),
+        feedback=tuple(feedback_of(f) for f in history),
+        shadows=tuple(shadow_of(s) for s in shadows),
+        has_text=has_text,
+    )
