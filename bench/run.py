@@ -97,7 +97,11 @@ class ServerProcess:
                 "off",
                 "--watch",
                 "0",
-                *extra,
+                *(
+                    extra
+                    if any(f in extra for f in ("--store", "--no-record"))
+                    else [*extra, "--no-record"]
+                ),
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -413,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0, help="per load level and repeat")
     parser.add_argument("--skip-training", action="store_true")
-    parser.add_argument("--only", choices=["predict", "service", "batch"], default=None)
+    parser.add_argument("--only", choices=["predict", "service", "batch", "record"], default=None)
     parser.add_argument("--archive-rows", type=int, default=100_000)
     parser.add_argument(
         "--big-archive-rows",
@@ -518,6 +522,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{big['peak_rss_mib']:,.0f} MiB ({big['peak_rss_mib'] / small:.2f}x the "
                 f"{b['rows']:,}-row peak)"
             )
+    if args.only in (None, "record"):
+        from record_bench import bench_record_service, bench_store_writes, print_record
+
+        report["record"] = {
+            "service": bench_record_service(args.model, texts, args.seconds, args.repeats),
+            "writes": bench_store_writes(),
+        }
+        print_record(report["record"])
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(report, indent=2))

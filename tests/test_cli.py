@@ -15,6 +15,7 @@ from triage.cli.options import ConfigError
 from triage.cli.serve_command import serve_config
 from triage.core.artifacts import MODEL_FILE
 from triage.rpc.app import ServeConfig
+from triage.runtime.recording import RecordConfig
 from triage.rpc.security import TlsConfig
 from triage.runtime.microbatch import BatchingConfig
 from triage.runtime.service import Limits
@@ -261,6 +262,12 @@ def test_the_environment_reaches_the_server_config(tmp_path: Path) -> None:
         "TRIAGE_DRAIN_SECONDS": "1.5",
         "TRIAGE_WATCH_SECONDS": "0",
         "TRIAGE_PUBLIC": "ignored: not ours",
+        "TRIAGE_STORE": "postgresql+psycopg://triage@db.internal/record",
+        "TRIAGE_SPOOL": str(tmp_path / "spool"),
+        "TRIAGE_PURGE_SECONDS": "60",
+        "TRIAGE_SHADOW": str(tmp_path / "candidate"),
+        "TRIAGE_SHADOW_SHARE": "0.25",
+        "TRIAGE_REVIEWER_TOKENS": "alice tok3",
     }
     assert serve_config(parse_arguments(["serve"], env)) == ServeConfig(
         model_path=tmp_path / "m",
@@ -277,9 +284,18 @@ def test_the_environment_reaches_the_server_config(tmp_path: Path) -> None:
         tls=None,
         insecure=True,
         tokens=("tok1", "tok2"),
+        reviewer_tokens=("alice tok3",),
         metrics_port=9100,
         metrics_host="0.0.0.0",
+        record=RecordConfig(
+            store_url="postgresql+psycopg://triage@db.internal/record",
+            spool_dir=tmp_path / "spool",
+            purge_seconds=60.0,
+            shadow_model=tmp_path / "candidate",
+            shadow_share=0.25,
+        ),
     )
+    assert serve_config(parse_arguments(["serve"], {"TRIAGE_RECORD": "off"})).record is None
     tls_env = {"TRIAGE_TLS_CERT": "c.pem", "TRIAGE_TLS_KEY": "k.pem", "TRIAGE_BATCHING": "off"}
     config = serve_config(parse_arguments(["serve"], tls_env))
     assert config.tls == TlsConfig(Path("c.pem"), Path("k.pem"), None)
@@ -302,6 +318,7 @@ def test_without_flags_or_variables_serve_keeps_the_documented_defaults() -> Non
         watch_seconds=2.0,
         metrics_port=None,
         metrics_host="127.0.0.1",
+        record=RecordConfig(store_url="sqlite:///data/triage.db", spool_dir=Path("data/spool")),
     )
 
 

@@ -133,6 +133,9 @@ _MODULES_WITH_PATTERNS = (
     "triage.training.datacheck",
     "triage.archive.readers",
     "triage.rpc.status_codes",
+    "triage.store.journal",
+    "triage.store.crypto",
+    "triage.monitor.plots",
 )
 _REGEX_CALL = re.compile(
     r"\bre\.(?:compile|search|match|fullmatch|sub|subn|findall|finditer|split)\("

@@ -9,7 +9,14 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from triage.cli import model_commands, score_command, serve_command
+from triage.cli import (
+    feedback_commands,
+    model_commands,
+    monitor_command,
+    score_command,
+    serve_command,
+    store_commands,
+)
 from triage.cli.defaults import EXIT_ERROR, EXIT_NOT_PROMOTED, EXIT_USAGE
 from triage.cli.options import Command, ConfigError, Option, build_parser, parse_command_line
 from triage.core.errors import PromotionRefused, TriageError
@@ -73,8 +80,57 @@ COMMANDS = (
         score_command.cmd_score,
         score_command.OPTIONS,
     ),
+    Command(
+        "monitor",
+        "live quality per model version: accuracy against reviewers, review rate, drift",
+        monitor_command.run_monitor,
+        monitor_command.OPTIONS,
+    ),
+    Command(
+        "store migrate",
+        "upgrade the decision record's schema in place",
+        store_commands.run_migrate,
+        store_commands.MIGRATE_OPTIONS,
+    ),
+    Command(
+        "store status",
+        "schema revision, row counts, report texts held, last purge",
+        store_commands.run_status,
+        store_commands.STATUS_OPTIONS,
+    ),
+    Command(
+        "store purge",
+        "delete the report texts past their retention (the purge is recorded)",
+        store_commands.run_purge,
+        store_commands.PURGE_OPTIONS,
+    ),
+    Command(
+        "store keygen",
+        "make a new report-text key (a new key file, mode 600, or standard output)",
+        store_commands.run_keygen,
+        store_commands.KEYGEN_OPTIONS,
+    ),
+    Command(
+        "store rotate-key",
+        "re-encrypt every stored report text under the key file's first key",
+        store_commands.run_rotate_key,
+        store_commands.ROTATE_OPTIONS,
+    ),
+    Command(
+        "feedback import",
+        "record a file of reviewers' corrections (CSV or JSONL), all rows or none",
+        feedback_commands.run_import,
+        feedback_commands.IMPORT_OPTIONS,
+    ),
+    Command(
+        "feedback export",
+        "write reviewed reports that still have their text as a training file",
+        feedback_commands.run_export,
+        feedback_commands.EXPORT_OPTIONS,
+    ),
 )
-COMMAND_GROUPS = {"data": "labelled-data tools"}
+COMMAND_GROUPS = {"data": "labelled-data tools", "store": "the decision record's operator tools"}
+COMMAND_GROUPS["feedback"] = "reviewers' corrections: import them, export them as training data"
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

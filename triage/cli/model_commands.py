@@ -19,10 +19,12 @@ from triage.cli.defaults import (
     EXIT_OK,
 )
 from triage.cli.options import Option, Switch
+from triage.cli.store_commands import STORE_OPTION, store_url
 from triage.cli.values import BadValue, integer, number, path, probability
 from triage.core.errors import PromotionRefused, TriageError
 
 if TYPE_CHECKING:
+    from triage.training.corpus import LabelledData, TrainingSet
     from triage.training.fairness import FairnessBounds, FairnessReport
     from triage.training.promotion import GateDecision
     from triage.training.train import TrainConfig, TrainResult
@@ -43,6 +45,13 @@ SEED = Option(
     metavar="N",
 )
 JOBS = Option("--jobs", "parallel jobs, -1: all cores", read=integer(), default=-1, metavar="N")
+REQUIRE_SHADOW = Option(
+    "--require-shadow",
+    "promote only a version that has answered at least N live decisions in shadow "
+    "(`triage serve --shadow models/VERSION`), as the decision record shows",
+    read=integer(1),
+    metavar="N",
+)
 
 
 # The fairness bounds (triage.training.fairness): None keeps the suite's default, so that an
@@ -83,12 +92,34 @@ def candidate_name(raw: str) -> str:
 
 
 TRAIN_OPTIONS: tuple[Option | Switch, ...] = (
-    Option("--data", "labelled training file", read=path, default=DEFAULT_TRAIN, metavar="FILE"),
+    Option(
+        "--data",
+        "labelled training file; repeat it to combine files (--data corpus.jsonl --data "
+        "reviewed.jsonl): a text in several files is trained on once, from the last file "
+        "holding it",
+        read=path,
+        default=(DEFAULT_TRAIN,),
+        repeat=True,
+        shown_default=str(DEFAULT_TRAIN),
+        metavar="FILE",
+    ),
     Option(
         "--test",
-        f"held-out test file (default: {DEFAULT_TEST} when --data is the default)",
+        f"held-out test file (default: {DEFAULT_TEST} when {DEFAULT_TRAIN} is a --data file)",
         read=path,
         metavar="FILE",
+    ),
+    Switch(
+        "--allow-conflicts",
+        "allow_conflicts",
+        "train even when --data files give one text different labels, on the label of the last "
+        "file holding it (list reviewers' corrections after the corpus); without it, exit 1",
+    ),
+    Switch(
+        "--drop-leaked",
+        "drop_leaked",
+        "train without the training rows whose text is also in the test file; without it, "
+        "leakage exits 1",
     ),
     Option("--out", "models directory", read=path, default=DEFAULT_MODELS, metavar="DIR"),
     Option("--candidate", "pipeline to train (see `triage compare`)", read=candidate_name),
@@ -112,6 +143,7 @@ TRAIN_OPTIONS: tuple[Option | Switch, ...] = (
         default=0.01,
         metavar="F1",
     ),
+    REQUIRE_SHADOW,
     *FAIRNESS_BOUNDS,
     Switch(
         "--if-missing",
@@ -149,6 +181,14 @@ CLASSIFY_OPTIONS: tuple[Option | Switch, ...] = (
 PROMOTE_OPTIONS: tuple[Option | Switch, ...] = (
     Option("version", "the version to make current (a directory name under --models)"),
     Option("--models", "models directory", read=path, default=DEFAULT_MODELS, metavar="DIR"),
+    REQUIRE_SHADOW,
+    Option(
+        "--min-agreement",
+        "with --require-shadow: the least share of shadowed decisions with the live label",
+        read=probability,
+        metavar="P",
+    ),
+    STORE_OPTION,
 )
 
 CONVERT_OPTIONS: tuple[Option | Switch, ...] = (
@@ -177,6 +217,14 @@ COMPARE_OPTIONS: tuple[Option | Switch, ...] = (
 
 DATA_CHECK_OPTIONS: tuple[Option | Switch, ...] = (
     Option("files", "labelled CSV or JSONL files", read=path, nargs="+", metavar="FILE"),
+    Option(
+        "--test",
+        "the test file: then FILE... are training files to combine (a text in a training file "
+        "and the test file is leakage, a text with two labels a conflict, the same text and "
+        "label in two training files a warning); without it any text in two files is leakage",
+        read=path,
+        metavar="FILE",
+    ),
     FORMAT,
 )
 
@@ -203,6 +251,7 @@ def run_train(args: argparse.Namespace) -> int:
     from triage.core.artifacts import new_version, resolve_current, write_artifact
     from triage.training.candidates import DEFAULT_CANDIDATE
     from triage.training.corpus import read_labelled
+    from triage.training.datacheck import combine_training_files
     from triage.training.fairness import run_suite
     from triage.training.promotion import gate_and_promote
     from triage.training.train import TrainConfig, train
@@ -211,9 +260,9 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"{args.out / 'current'} exists: nothing to train")
         return EXIT_OK
     test_path = args.test
-    if test_path is None and args.data == DEFAULT_TRAIN and DEFAULT_TEST.exists():
+    if test_path is None and DEFAULT_TRAIN in args.data and DEFAULT_TEST.exists():
         test_path = DEFAULT_TEST
-    data = read_labelled(args.data)
+    files = [read_labelled(p) for p in args.data]
     config = TrainConfig(
         candidate=args.candidate or DEFAULT_CANDIDATE,
         folds=args.folds,
@@ -224,8 +273,12 @@ def run_train(args: argparse.Namespace) -> int:
     )
     test = None
     if test_path is not None:
-        test = read_labelled(test_path, known_labels=set(data.labels))
-    log.info("training %s on %d rows of %s", config.candidate, len(data.rows), args.data)
+        test = read_labelled(test_path, known_labels={r.label for f in files for r in f.rows})
+    data = combine_training_files(
+        files, test, allow_conflicts=args.allow_conflicts, drop_leaked=args.drop_leaked
+    )
+    _log_combination(data, test)
+    log.info("training %s on %d rows of %s", config.candidate, len(data.rows), data.name)
     result = train(data, test, config)
     version = args.version or new_version()
     bounds, overrides = fairness_bounds(args)
@@ -234,7 +287,11 @@ def run_train(args: argparse.Namespace) -> int:
     result = replace(result, card=replace(result.card, fairness=fairness.figures(overrides)))
     path = write_artifact(args.out, version, result.pipeline, result.card)
     decision = None
-    if args.promote:
+    if args.promote and args.require_shadow is not None:
+        from triage.training.promotion import await_shadow_evidence
+
+        decision = await_shadow_evidence(args.out, version, args.require_shadow, fairness)
+    elif args.promote:
         if test is None or result.test is None:
             raise TriageError("--promote needs a test file (--test) to compare models on")
         decision = gate_and_promote(
@@ -249,6 +306,19 @@ def run_train(args: argparse.Namespace) -> int:
     if decision and not decision.promoted:
         raise PromotionRefused(decision.reason)
     return EXIT_OK
+
+
+def _log_combination(data: TrainingSet, test: LabelledData | None) -> None:
+    """Say what combining the --data files left out, and a test file that is a training file."""
+    for reason, n in data.set_aside.items():
+        if n:
+            log.warning("%d training row(s) left out: %s (the model card counts them)", n, reason)
+    if test is not None and any(f.sha256 == test.sha256 for f in data.files):
+        log.warning(
+            "the test file %s is also a training file: its figures measure the fit, not how "
+            "the model does on unseen reports",
+            test.path,
+        )
 
 
 def _print_training(
@@ -389,8 +459,18 @@ def _classify_remote(target: str, text: str, top_terms: int) -> dict[str, Any]:
 def run_promote(args: argparse.Namespace) -> int:
     from triage.core.artifacts import promote, resolve_current
 
+    reason = "manual"
+    if args.min_agreement is not None and args.require_shadow is None:
+        raise TriageError("--min-agreement needs --require-shadow N")
+    if args.require_shadow is not None:
+        from triage.training.shadow_evidence import read_shadow_evidence, require_shadow_evidence
+
+        evidence = read_shadow_evidence(store_url(args), args.version)
+        print(evidence.summary())
+        require_shadow_evidence(evidence, args.require_shadow, args.min_agreement)
+        reason = f"manual; {evidence.summary()}"
     previous = resolve_current(args.models)
-    promote(args.models, args.version, reason="manual")
+    promote(args.models, args.version, reason=reason)
     print(f"current -> {args.version} (was {previous.name if previous else 'none'})")
     return EXIT_OK
 
@@ -426,7 +506,7 @@ def run_compare(args: argparse.Namespace) -> int:
 def run_data_check(args: argparse.Namespace) -> int:
     from triage.training.datacheck import check_files, format_check
 
-    report = check_files(args.files)
+    report = check_files(args.files, test=args.test)
     if args.format == "json":
         print_json(report.as_dict())
     else:

@@ -26,6 +26,7 @@ class Option:
     choices: tuple[str, ...] = ()
     metavar: str | None = None
     shown_default: str | None = None  # how --help words the default, when str(default) will not do
+    repeat: bool = False  # the flag may be given several times; the value is the list of them
 
     @property
     def key(self) -> str:
@@ -151,6 +152,7 @@ def _add_options(parser: argparse.ArgumentParser, options: Sequence[Option | Swi
             nargs=option.nargs,
             choices=option.choices or None,
             metavar=option.metavar,
+            action="append" if option.repeat else "store",
             default=argparse.SUPPRESS,
             help=_help(option),
         )

@@ -9,13 +9,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from triage.cli.cpus import usable_cpus
-from triage.cli.defaults import DEFAULT_MODEL
+from triage.cli.defaults import (
+    DEFAULT_MODEL,
+    DEFAULT_PURGE_SECONDS,
+    DEFAULT_RETENTION_DAYS,
+    DEFAULT_SPOOL,
+)
 from triage.cli.options import Option, Switch
-from triage.cli.values import PORT, integer, number, path, token_list
+from triage.cli.store_commands import (
+    KEY_FILE_OPTION,
+    KEYS_OPTION,
+    STORE_OPTION,
+    cipher_of,
+    store_url,
+)
+from triage.cli.values import PORT, integer, number, path, probability, token_list
 from triage.core.errors import TriageError
 
 if TYPE_CHECKING:
     from triage.rpc.app import ServeConfig
+    from triage.runtime.recording import RecordConfig
 
 
 OPTIONS: tuple[Option | Switch, ...] = (
@@ -226,6 +239,87 @@ OPTIONS: tuple[Option | Switch, ...] = (
         env="TRIAGE_ACCESS_LOG",
         metavar="-|FILE|off",
     ),
+    Option(
+        "--reviewer-token-file",
+        "reviewer bearer tokens (may also call SubmitFeedback and GetDecision), same format as "
+        "--token-file; TRIAGE_REVIEWER_TOKENS=tok1,tok2 gives them without a file",
+        read=path,
+        env="TRIAGE_REVIEWER_TOKEN_FILE",
+        metavar="FILE",
+    ),
+    Option(
+        None,
+        "reviewer bearer tokens",
+        read=token_list,
+        default=(),
+        env="TRIAGE_REVIEWER_TOKENS",
+        dest="reviewer_tokens",
+    ),
+    # The decision record.
+    STORE_OPTION,
+    Switch(
+        "--no-record",
+        "record",
+        "do not record decisions (no decision ids; SubmitFeedback and GetDecision refused)",
+        sets=False,
+        env="TRIAGE_RECORD",
+    ),
+    Option(
+        "--spool",
+        "the local journal of decisions on their way to the store (one server per folder)",
+        read=path,
+        default=DEFAULT_SPOOL,
+        env="TRIAGE_SPOOL",
+        metavar="DIR",
+    ),
+    Switch(
+        "--review-queue",
+        "review_queue",
+        "keep the text of decisions that need review, encrypted (needs a key), for review",
+        env="TRIAGE_REVIEW_QUEUE",
+    ),
+    KEY_FILE_OPTION,
+    KEYS_OPTION,
+    Option(
+        "--retention-days",
+        "days a kept report text is held before it is purged",
+        read=number(0.001),
+        default=float(DEFAULT_RETENTION_DAYS),
+        env="TRIAGE_RETENTION_DAYS",
+        metavar="DAYS",
+    ),
+    Option(
+        "--purge-every",
+        "seconds between purges of expired texts, 0: only `triage store purge`",
+        read=number(0),
+        default=DEFAULT_PURGE_SECONDS,
+        env="TRIAGE_PURGE_SECONDS",
+        metavar="SECONDS",
+    ),
+    Option(
+        "--shadow",
+        "also score a share of live reports with this candidate model (models/VERSION), off "
+        "the request path, and record its answers beside the live ones",
+        read=path,
+        env="TRIAGE_SHADOW",
+        metavar="DIR",
+    ),
+    Option(
+        "--quality-every",
+        "seconds between computations of the live-quality gauges from the record, 0: off",
+        read=number(0),
+        default=60.0,
+        env="TRIAGE_QUALITY_SECONDS",
+        metavar="SECONDS",
+    ),
+    Option(
+        "--shadow-share",
+        "the share of live reports the shadow model scores",
+        read=probability,
+        default=0.1,
+        env="TRIAGE_SHADOW_SHARE",
+        metavar="P",
+    ),
 )
 
 
@@ -268,9 +362,45 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
             max_batch_size=args.max_batch,
             max_message_bytes=args.max_message_mb * 1024 * 1024,
         ),
+        reviewer_tokens=(
+            _read_tokens(args.reviewer_token_file)
+            if args.reviewer_token_file
+            else args.reviewer_tokens
+        ),
+        record=_record_config(args),
         grace_seconds=args.grace,
         drain_seconds=args.drain,
         watch_seconds=args.watch,
+    )
+
+
+def _record_config(args: argparse.Namespace) -> RecordConfig | None:
+    from datetime import timedelta
+
+    from triage.runtime.recording import RecordConfig, ReviewQueue
+
+    if not args.record:
+        for given, flag in ((args.review_queue, "--review-queue"), (args.shadow, "--shadow")):
+            if given:
+                raise TriageError(f"{flag} needs the decision record: drop --no-record")
+        return None
+    review_queue = None
+    if args.review_queue:
+        cipher = cipher_of(args)
+        if cipher is None:
+            raise TriageError(
+                "--review-queue keeps report texts, encrypted: give --store-key-file FILE (make "
+                "one with `triage store keygen --out FILE`) or TRIAGE_STORE_KEYS"
+            )
+        review_queue = ReviewQueue(cipher, timedelta(days=args.retention_days))
+    return RecordConfig(
+        store_url=store_url(args),
+        spool_dir=args.spool,
+        review_queue=review_queue,
+        purge_seconds=args.purge_every,
+        shadow_model=args.shadow,
+        shadow_share=args.shadow_share,
+        quality_seconds=args.quality_every,
     )
 
 

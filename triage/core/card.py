@@ -74,20 +74,49 @@ class DataProvenance:
 
 @dataclass(frozen=True)
 class TrainingData:
-    """The training file and, when one was given, the test file."""
+    """The data a model was trained on, every training file it came from, and the test file.
+
+    ``train`` describes the rows trained on. From one file, nothing left out, it is that file's
+    provenance; combined from several, its path joins theirs with " + ", its sha256 is the
+    sha256 of their sha256 digests (one per line, in order), and its counts are the rows kept.
+    ``files`` is each training file as given and ``set_aside`` counts the rows left out when
+    combining them (``duplicate``, ``overridden``, ``leaked``); both are None on cards written
+    before training took several files, whose one file is ``train``.
+    """
 
     train: DataProvenance
     test: DataProvenance | None
+    files: tuple[DataProvenance, ...] | None = None
+    set_aside: dict[str, int] | None = None
+
+    @property
+    def train_files(self) -> tuple[DataProvenance, ...]:
+        """Every training file, on old cards and new."""
+        return self.files if self.files is not None else (self.train,)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"train": self.train.to_dict(), "test": self.test.to_dict() if self.test else None}
+        document: dict[str, Any] = {
+            "train": self.train.to_dict(),
+            "test": self.test.to_dict() if self.test else None,
+        }
+        if self.files is not None:  # an old card is written back as it was read
+            document["train_files"] = [f.to_dict() for f in self.files]
+            document["set_aside"] = dict(self.set_aside or {})
+        return document
 
     @classmethod
     def read(cls, fields: JsonFields) -> TrainingData:
         test = fields.optional_child("test")
+        names = fields.names()
         return cls(
             train=DataProvenance.read(fields.child("train")),
             test=DataProvenance.read(test) if test is not None else None,
+            files=(
+                tuple(DataProvenance.read(f) for f in fields.children("train_files"))
+                if "train_files" in names
+                else None
+            ),
+            set_aside=fields.count_map("set_aside") if "set_aside" in names else None,
         )
 
 

@@ -30,11 +30,13 @@ class Report:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One report's result: a prediction, or the error that refused it."""
+    """One report's result: a prediction, or the error that refused it; ``decision_id`` names
+    the prediction in the decision record (empty when nothing records decisions)."""
 
     report_id: str
     prediction: Prediction | None = None
     error: TriageError | None = None
+    decision_id: str = ""
 
 
 def accept_all(report: Report) -> None:

@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +22,17 @@ from triage.rpc.admission import CallSlots, RefusalNotice, RequestBudget
 from triage.rpc.call_record import CallRecordInterceptor
 from triage.rpc.intake import IntakeInterceptor
 from triage.rpc.metrics import MetricsInterceptor, ServerMetrics
+from triage.rpc.quality_metrics import QualityGauges
 from triage.rpc.security import TlsConfig, TokenAuthInterceptor, is_loopback
 from triage.rpc.servicer import ANSWERS_PER_MESSAGE, SERVICE_NAME, TriageServicer, add_to_server
 from triage.rpc.status import StatusInterceptor
 from triage.runtime.live import LiveModel, ReloadResult
 from triage.runtime.microbatch import BatchingConfig, MicroBatcher
 from triage.runtime.model_processes import ModelWorkerPool
+from triage.runtime.recording import DecisionRecorder, RecordConfig
 from triage.runtime.service import ClassificationService, Engine, Limits
 from triage.runtime.supervision import Supervision
+from triage.store.database import describe
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,8 @@ class ServeConfig:
     insecure: bool = False  # allow plaintext on a non-loopback address
     tokens: tuple[str, ...] = ()  # client bearer tokens; with no admin token either: no auth
     admin_tokens: tuple[str, ...] = ()  # bearer tokens that may also call ReloadModel
+    reviewer_tokens: tuple[str, ...] = ()  # may also call SubmitFeedback and GetDecision
+    record: RecordConfig | None = None  # the decision record; None: decisions are not recorded
     metrics_port: int | None = None  # Prometheus /metrics; None: off
     metrics_host: str = "127.0.0.1"
 
@@ -74,9 +80,16 @@ class TriageServer:
         _refuse_unusable_limits(config)
         self.config = config
         self.metrics = ServerMetrics()
-        self.engine, self.batcher = _engine_and_batcher(config, self.metrics)
+        self.recorder = _recorder(config, self.metrics)
+        self.quality = _quality_gauges(config, self.recorder, self.metrics)
+        try:
+            self.engine, self.batcher = _engine_and_batcher(config, self.metrics)
+        except BaseException:
+            if self.recorder is not None:
+                self.recorder.close()
+            raise
         self.service = ClassificationService(
-            self.engine, config.limits, self.batcher, reload=self.reload
+            self.engine, config.limits, self.batcher, reload=self.reload, recorder=self.recorder
         )
         self.health = health.HealthServicer()
         self._report_health(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -116,6 +129,8 @@ class TriageServer:
             self._close_backends()
             raise
         self._follow_engine()  # SERVING: the model is loaded and warmed
+        if self.quality is not None:
+            self.quality.start()
         threading.Thread(target=self._keep_health, name="health", daemon=True).start()
         log.info(
             "serving model %s on %s:%d (%s, batching %s)",
@@ -173,6 +188,10 @@ class TriageServer:
         if self.batcher is not None:
             self.batcher.close()
         self.engine.close()
+        if self.quality is not None:
+            self.quality.stop()
+        if self.recorder is not None:
+            self.recorder.close()  # after the last call: every answer is on record or spooled
         self.metrics.close()
 
     def _follow_engine(self) -> None:
@@ -267,6 +286,52 @@ def _capacity(config: ServeConfig, metrics: ServerMetrics) -> tuple[CallSlots, R
     return slots, budget
 
 
+def _recorder(config: ServeConfig, metrics: ServerMetrics) -> DecisionRecorder | None:
+    """The decision record, its readings exported as metrics; None when not recording."""
+    if config.record is None:
+        return None
+    recorder = DecisionRecorder.open(config.record)
+    journal = recorder.journal
+    metrics.record_pending.set_function(lambda: journal.pending)
+    metrics.record_spool_bytes.set_function(lambda: journal.spool_bytes)
+    metrics.record_store_up.set_function(lambda: float(journal.store_up))
+    metrics.record_written.set_function(lambda: journal.written)
+    metrics.record_write_failures.set_function(lambda: journal.write_failures)
+    shadow = recorder.shadow
+    if shadow is not None:
+        readings: dict[str, Callable[[], float]] = {
+            "offered": lambda: shadow.offered,
+            "sampled": lambda: shadow.sampled,
+            "scored": lambda: shadow.scored,
+            "dropped_queue_full": lambda: shadow.dropped.get("queue_full", 0),
+            "dropped_failed": lambda: shadow.dropped.get("failed", 0),
+        }
+        for outcome, read in readings.items():
+            metrics.shadow.labels(outcome).set_function(read)
+    log.info(
+        "recording decisions in %s (spool %s; report texts %s)",
+        describe(config.record.store_url),
+        config.record.spool_dir,
+        "kept for review, encrypted" if config.record.review_queue else "never kept",
+    )
+    return recorder
+
+
+def _quality_gauges(
+    config: ServeConfig, recorder: DecisionRecorder | None, metrics: ServerMetrics
+) -> QualityGauges | None:
+    """Live accuracy, review rate and drift per model version, from the record, as gauges
+    (computed in the background, never when scraped)."""
+    if recorder is None or config.record is None or config.record.quality_seconds <= 0:
+        return None
+    return QualityGauges(
+        recorder.store,
+        config.model_path.parent,  # models/current or models/VERSION: the models folder
+        metrics.registry,
+        refresh_seconds=config.record.quality_seconds,
+    )
+
+
 def _engine_and_batcher(
     config: ServeConfig, metrics: ServerMetrics
 ) -> tuple[Engine, MicroBatcher | None]:
@@ -320,9 +385,15 @@ def _interceptors(
     intake (capacity slots and request bytes: after the token check, so a call without a valid
     token holds no slot and its request is never even read)."""
     open_admin = is_loopback(config.host)  # no tokens at all: ReloadModel only on loopback
-    needs_auth = config.tokens or config.admin_tokens or not open_admin
+    needs_auth = config.tokens or config.admin_tokens or config.reviewer_tokens or not open_admin
     auth = (
-        [TokenAuthInterceptor(config.tokens, config.admin_tokens, open_admin)] if needs_auth else []
+        [
+            TokenAuthInterceptor(
+                config.tokens, config.admin_tokens, open_admin, config.reviewer_tokens
+            )
+        ]
+        if needs_auth
+        else []
     )
     return [
         CallRecordInterceptor(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -16,9 +17,14 @@ class CallRecord:
     """What a call has answered, in domain terms, so that metrics and the access log count
     predictions and refusals without reading response messages back."""
 
-    __slots__ = ("model_version", "outcomes", "report_id")
+    __slots__ = ("caller", "model_version", "outcomes", "received_at", "report_id", "started")
 
     def __init__(self) -> None:
+        self.started = time.monotonic()  # for the latency the decision record keeps
+        self.received_at = time.time()  # wall clock, for the decision record
+        # Who called: a token's name (set by the token check), else a client certificate's
+        # subject, else "" (an anonymous caller on an open server).
+        self.caller = ""
         # The reports the latest response answered: all of a unary call's, one per response of
         # a stream. None while no response has answered reports (a refused call, a model call).
         self.outcomes: Sequence[Outcome] | None = None
@@ -39,6 +45,19 @@ def current() -> CallRecord:
     return _current.get()
 
 
+def current_caller() -> str:
+    record = _current.get(None)
+    return record.caller if record is not None else ""
+
+
+def current_times() -> tuple[float, float]:
+    """When the call being served started: (monotonic, wall clock) seconds."""
+    record = _current.get(None)
+    if record is None:
+        return time.monotonic(), time.time()
+    return record.started, record.received_at
+
+
 def record_outcomes(outcomes: Sequence[Outcome]) -> None:
     """Note the reports that the response about to be sent answers."""
     record = _current.get(None)
@@ -51,6 +70,13 @@ def record_report_id(report_id: str) -> None:
     record = _current.get(None)
     if record is not None:
         record.report_id = report_id
+
+
+def record_caller(name: str) -> None:
+    """Note the authenticated caller's name (never a token)."""
+    record = _current.get(None)
+    if record is not None:
+        record.caller = name
 
 
 def record_model_version(version: str) -> None:

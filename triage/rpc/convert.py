@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from triage.core.errors import InvalidReport, TriageError
 from triage.core.model import DEFAULT_TOP_TERMS, Prediction
@@ -11,6 +12,7 @@ from triage.rpc.intake import Unread
 from triage.rpc.status_codes import status_for
 from triage.runtime.live import ReloadResult
 from triage.runtime.service import ModelInfo
+from triage.store.records import DecisionView, Feedback
 from triage.v1 import incoming_pb2 as incoming
 from triage.v1 import triage_pb2 as pb
 
@@ -61,9 +63,12 @@ def _report_id(raw: bytes) -> tuple[str, str | None]:
     return report_id, None
 
 
-def to_response(prediction: Prediction, report_id: str) -> pb.ClassifyResponse:
+def to_response(
+    prediction: Prediction, report_id: str, decision_id: str = ""
+) -> pb.ClassifyResponse:
     return pb.ClassifyResponse(
         report_id=report_id,
+        decision_id=decision_id,
         label=prediction.label,
         confidence=prediction.confidence,
         scores=[pb.LabelScore(label=label, probability=p) for label, p in prediction.scores],
@@ -82,7 +87,7 @@ def to_error_response(report_id: str, error: TriageError) -> pb.ClassifyResponse
 
 def to_outcome_response(outcome: Outcome) -> pb.ClassifyResponse:
     if outcome.prediction is not None:
-        return to_response(outcome.prediction, outcome.report_id)
+        return to_response(outcome.prediction, outcome.report_id, outcome.decision_id)
     return to_error_response(outcome.report_id, outcome.error or InvalidReport("not scored"))
 
 
@@ -115,4 +120,105 @@ def to_reload_response(result: ReloadResult) -> pb.ReloadModelResponse:
         previous_version=result.previous_version or "",
         model_version=result.model_version,
         changed=result.changed,
+    )
+
+
+# Feedback fields and their limits; a field over its limit or not UTF-8 refuses the request.
+_FEEDBACK_FIELDS = {
+    "decision_id": 36,
+    "report_id": MAX_REPORT_ID_CHARS,
+    "label": 64,
+    "reviewer": 256,
+    "note": 2_000,
+    "feedback_id": 36,
+}
+
+
+def to_feedback_fields(request: incoming.IncomingSubmitFeedbackRequest) -> dict[str, str]:
+    """The feedback request's fields as text, each checked for UTF-8 and its length."""
+    fields = {
+        name: _text_field(name, getattr(request, name), limit)
+        for name, limit in _FEEDBACK_FIELDS.items()
+    }
+    if not fields["decision_id"] and not fields["report_id"]:
+        raise InvalidReport("send a decision_id (or a report_id) to say which decision to correct")
+    if not fields["label"]:
+        raise InvalidReport("label is empty: send the right category")
+    return fields
+
+
+def to_decision_id(request: incoming.IncomingGetDecisionRequest) -> str:
+    decision_id = _text_field("decision_id", request.decision_id, _FEEDBACK_FIELDS["decision_id"])
+    if not decision_id:
+        raise InvalidReport("decision_id is empty: send the id a ClassifyResponse carried")
+    return decision_id
+
+
+def _text_field(name: str, raw: bytes, limit: int) -> str:
+    if len(raw) > limit * _MAX_UTF8_BYTES_PER_CHAR:
+        raise InvalidReport(f"{name} is {len(raw):,} bytes, over the limit of {limit:,} characters")
+    try:
+        value = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InvalidReport(f"{name} is not valid UTF-8 (byte {err.start:,})") from None
+    if len(value) > limit:
+        raise InvalidReport(f"{name} has {len(value):,} characters, over the limit of {limit:,}")
+    return value.strip()
+
+
+def to_feedback_response(feedback: Feedback) -> pb.SubmitFeedbackResponse:
+    return pb.SubmitFeedbackResponse(
+        feedback_id=feedback.feedback_id,
+        decision_id=feedback.decision_id,
+        old_label=feedback.old_label,
+        new_label=feedback.new_label,
+    )
+
+
+def _time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def to_decision_record(view: DecisionView) -> pb.DecisionRecord:
+    d = view.decision
+    return pb.DecisionRecord(
+        decision_id=d.decision_id,
+        report_id=d.report_id,
+        received_time=_time(d.received_at),
+        model_version=d.model_version,
+        source=d.source,
+        label=d.label,
+        confidence=d.confidence,
+        scores=[
+            pb.LabelScore(label=label, probability=p)
+            for label, p in sorted(d.scores.items(), key=lambda item: -item[1])
+        ],
+        needs_review=d.needs_review,
+        review_reasons=list(d.reasons),
+        caller=d.caller,
+        latency_ms=d.latency_ms or 0.0,
+        current_label=view.current_label,
+        feedback=[
+            pb.FeedbackEntry(
+                feedback_id=f.feedback_id,
+                old_label=f.old_label,
+                new_label=f.new_label,
+                reviewer=f.reviewer,
+                note=f.note,
+                created_time=_time(f.created_at),
+                source=f.source,
+                recorded_by=f.recorded_by,
+            )
+            for f in view.feedback
+        ],
+        shadows=[
+            pb.ShadowAnswer(
+                model_version=s.model_version,
+                label=s.label,
+                confidence=s.confidence,
+                needs_review=s.needs_review,
+            )
+            for s in view.shadows
+        ],
+        text_held=view.has_text,
     )

@@ -84,6 +84,37 @@ class ServerMetrics:
             ["limit"],
             registry=r,
         )
+        # The decision record: read from the journal and the shadow scorer when scraped.
+        self.record_pending = Gauge(
+            "triage_record_pending",
+            "Decisions answered and spooled but not yet written to the store (queue depth).",
+            registry=r,
+        )
+        self.record_spool_bytes = Gauge(
+            "triage_record_spool_bytes",
+            "Bytes of the local decision spool on disk (grows while the store is down).",
+            registry=r,
+        )
+        self.record_store_up = Gauge(
+            "triage_record_store_up",
+            "1 while the decision record's store takes writes, 0 while it is down.",
+            registry=r,
+        )
+        self.record_written = CounterReading(
+            "triage_record_written", "Decisions written to the store.", registry=r
+        )
+        self.record_write_failures = CounterReading(
+            "triage_record_write_failures",
+            "Failed batch writes to the store (each retried from the spool).",
+            registry=r,
+        )
+        self.shadow = Gauge(
+            "triage_shadow_reports",
+            "Shadow scoring of live reports: offered, sampled, scored, dropped_queue_full, "
+            "dropped_failed (counts since start).",
+            ["outcome"],
+            registry=r,
+        )
         self._http: Any = None
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:

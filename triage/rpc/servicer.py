@@ -10,6 +10,7 @@ from triage.core.errors import TriageError
 from triage.core.scoring import Outcome
 from triage.rpc import call_record, convert
 from triage.rpc.intake import Unread
+from triage.runtime.recording import Origin
 from triage.runtime.service import ClassificationService, Deadline
 from triage.v1 import incoming_pb2 as incoming
 from triage.v1 import triage_pb2 as pb
@@ -33,16 +34,20 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
     ) -> pb.ClassifyResponse:
         report = convert.to_report(request)
         call_record.record_report_id(report.report_id)  # a refusal is logged under its id
-        prediction = self.service.classify(report, Deadline.after(context.time_remaining()))
-        call_record.record_outcomes((Outcome(report.report_id, prediction),))
-        return convert.to_response(prediction, report.report_id)
+        outcome = self.service.classify(
+            report, Deadline.after(context.time_remaining()), _origin("Classify", context)
+        )
+        call_record.record_outcomes((outcome,))
+        return convert.to_outcome_response(outcome)
 
     def ClassifyBatch(  # noqa: N802
         self, request: incoming.IncomingClassifyBatchRequest, context: grpc.ServicerContext
     ) -> pb.ClassifyBatchResponse:
         reports = convert.to_reports(request)
         version, outcomes = self.service.classify_batch(
-            reports, Deadline.after(context.time_remaining())
+            reports,
+            Deadline.after(context.time_remaining()),
+            _origin("ClassifyBatch", context),
         )
         call_record.record_outcomes(outcomes)
         return convert.to_batch_response(version, outcomes)
@@ -72,6 +77,19 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
         call_record.record_model_version(result.model_version)
         return convert.to_reload_response(result)
 
+    def SubmitFeedback(  # noqa: N802
+        self, request: incoming.IncomingSubmitFeedbackRequest, context: grpc.ServicerContext
+    ) -> pb.SubmitFeedbackResponse:
+        fields = convert.to_feedback_fields(request)
+        recorded = self.service.submit_feedback(recorded_by=_caller(context), **fields)
+        return convert.to_feedback_response(recorded)
+
+    def GetDecision(  # noqa: N802
+        self, request: incoming.IncomingGetDecisionRequest, context: grpc.ServicerContext
+    ) -> pb.DecisionRecord:
+        view = self.service.decision(convert.to_decision_id(request))
+        return convert.to_decision_record(view)
+
     def _classify_one(
         self, request: incoming.IncomingClassifyRequest | Unread, context: grpc.ServicerContext
     ) -> Outcome:
@@ -79,10 +97,35 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
         try:
             report = convert.to_report(request)
             report_id = report.report_id
-            prediction = self.service.classify(report, Deadline.after(context.time_remaining()))
+            # Each message of a stream is its own decision, received when it arrived.
+            return self.service.classify(
+                report,
+                Deadline.after(context.time_remaining()),
+                Origin("ClassifyStream", _caller(context)),
+            )
         except TriageError as err:  # one bad report must not end the stream
             return Outcome(report_id, error=err)
-        return Outcome(report_id, prediction)
+
+
+def _caller(context: grpc.ServicerContext) -> str:
+    """Who is calling: the token's name (noted by the token check), else the client
+    certificate's subject (mutual TLS), else "" (an anonymous caller)."""
+    name = call_record.current_caller()
+    if name:
+        return name
+    auth = context.auth_context()
+    for key in ("x509_subject", "x509_common_name"):
+        values = auth.get(key)
+        if values:
+            raw = values[0]
+            return (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw))[:256]
+    return ""
+
+
+def _origin(source: str, context: grpc.ServicerContext) -> Origin:
+    """A unary call's origin: its caller, and when it arrived (its latency counts from there)."""
+    started, received_at = call_record.current_times()
+    return Origin(source, _caller(context), received_at=received_at, started=started)
 
 
 def add_to_server(servicer: TriageServicer, server: grpc.Server) -> None:
@@ -104,6 +147,16 @@ def add_to_server(servicer: TriageServicer, server: grpc.Server) -> None:
             servicer.ClassifyStream,
             request_deserializer=incoming.IncomingClassifyRequest.FromString,
             response_serializer=pb.ClassifyResponse.SerializeToString,
+        ),
+        "SubmitFeedback": grpc.unary_unary_rpc_method_handler(
+            servicer.SubmitFeedback,
+            request_deserializer=incoming.IncomingSubmitFeedbackRequest.FromString,
+            response_serializer=pb.SubmitFeedbackResponse.SerializeToString,
+        ),
+        "GetDecision": grpc.unary_unary_rpc_method_handler(
+            servicer.GetDecision,
+            request_deserializer=incoming.IncomingGetDecisionRequest.FromString,
+            response_serializer=pb.DecisionRecord.SerializeToString,
         ),
         "GetModelInfo": grpc.unary_unary_rpc_method_handler(
             servicer.GetModelInfo,

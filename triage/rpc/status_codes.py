@@ -17,6 +17,13 @@ from triage.core.errors import (
     Overloaded,
     TriageError,
 )
+from triage.store.errors import (
+    InvalidFeedback,
+    NoRecord,
+    RecordUnavailable,
+    StoreError,
+    UnknownDecision,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +37,11 @@ STATUS_OF: dict[type[TriageError], grpc.StatusCode] = {
     ModelUnavailable: grpc.StatusCode.UNAVAILABLE,
     Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ModelLoadError: grpc.StatusCode.FAILED_PRECONDITION,
+    RecordUnavailable: grpc.StatusCode.UNAVAILABLE,
+    StoreError: grpc.StatusCode.UNAVAILABLE,
+    UnknownDecision: grpc.StatusCode.NOT_FOUND,
+    InvalidFeedback: grpc.StatusCode.INVALID_ARGUMENT,
+    NoRecord: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 

@@ -10,10 +10,12 @@ from typing import Protocol
 
 from triage.core.artifacts import ModelCard
 from triage.core.errors import DeadlineExceeded, InvalidReport
-from triage.core.model import Prediction
 from triage.core.scoring import Outcome, Report, require_text, score_valid
 from triage.runtime.live import ReloadResult
 from triage.runtime.microbatch import MicroBatcher
+from triage.runtime.recording import DecisionRecorder, Origin
+from triage.store.errors import NoRecord
+from triage.store.records import DecisionView, Feedback
 
 MAX_TOP_TERMS = 50
 
@@ -99,10 +101,12 @@ class ClassificationService:
         limits: Limits = Limits(),
         batcher: MicroBatcher | None = None,
         reload: Callable[[], ReloadResult] | None = None,
+        recorder: DecisionRecorder | None = None,
     ) -> None:
         self.engine = engine
         self.limits = limits
         self.batcher = batcher
+        self.recorder = recorder  # None: decisions are not recorded
         self._reload = reload or engine.reload
         self._next_lane = itertools.cycle(range(engine.lanes))
 
@@ -120,8 +124,11 @@ class ClassificationService:
                 f"got {report.top_terms}"
             )
 
-    def classify(self, report: Report, deadline: Deadline | None = None) -> Prediction:
-        """Score one report, or raise the domain error that refuses it."""
+    def classify(
+        self, report: Report, deadline: Deadline | None = None, origin: Origin | None = None
+    ) -> Outcome:
+        """Score one report and put the answer on record (``origin``: who asked, when); raise
+        the domain error that refuses it. The outcome holds a prediction."""
         self.validate(report)
         if deadline is not None:
             deadline.check()
@@ -131,12 +138,18 @@ class ClassificationService:
             _, (outcome,) = self.engine.score(0, [report])
         if outcome.prediction is None:
             raise outcome.error or InvalidReport("the report was not scored")
-        return outcome.prediction
+        if self.recorder is not None:
+            (outcome,) = self.recorder.record((report,), (outcome,), origin or Origin("Classify"))
+        return outcome
 
     def classify_batch(
-        self, reports: Sequence[Report], deadline: Deadline | None = None
+        self,
+        reports: Sequence[Report],
+        deadline: Deadline | None = None,
+        origin: Origin | None = None,
     ) -> tuple[str, list[Outcome]]:
-        """Score every valid report in one model call; invalid ones get their own error.
+        """Score every valid report in one model call; invalid ones get their own error. The
+        scored ones are put on record together.
 
         Returns the version of the one model that scored the whole batch, and one outcome per
         report in request order.
@@ -158,8 +171,44 @@ class ClassificationService:
             return scored
 
         outcomes = score_valid(reports, self.validate, score)
+        if self.recorder is not None:
+            outcomes = self.recorder.record(reports, outcomes, origin or Origin("ClassifyBatch"))
         version = versions[0] if versions else self.engine.card.version
         return version, outcomes
+
+    def decision(self, decision_id: str) -> DecisionView:
+        """A recorded decision with its feedback; UnknownDecision if there is none."""
+        return self._record().decision(decision_id)
+
+    def submit_feedback(
+        self,
+        *,
+        label: str,
+        reviewer: str,
+        recorded_by: str,
+        decision_id: str = "",
+        report_id: str = "",
+        note: str = "",
+        feedback_id: str | None = None,
+    ) -> Feedback:
+        """Record a reviewer's label for a decision (by id, or the latest for ``report_id``)."""
+        return self._record().feedback(
+            label=label,
+            reviewer=reviewer,
+            recorded_by=recorded_by,
+            decision_id=decision_id,
+            report_id=report_id,
+            note=note,
+            feedback_id=feedback_id,
+        )
+
+    def _record(self) -> DecisionRecorder:
+        if self.recorder is None:
+            raise NoRecord(
+                "this server keeps no decision record (started with --no-record): there is "
+                "nothing to look up or correct"
+            )
+        return self.recorder
 
     def model_info(self) -> ModelInfo:
         model_card = self.engine.card

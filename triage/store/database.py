@@ -19,6 +19,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -29,6 +30,8 @@ from triage.store.errors import StoreError
 from triage.store.records import Decision, DecisionView, Feedback, ShadowDecision
 
 log = logging.getLogger(__name__)
+# Alembic logs its plugin set-up and every step at INFO; the record says what it migrated itself.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_DATA_DIR = Path("data")
@@ -148,8 +151,11 @@ class Store:
 
     def migrate(self, revision: str = "head") -> SchemaState:
         """Upgrade the schema in place to ``revision`` (an empty database gets every table)."""
-        with self._transaction() as connection:
-            command.upgrade(_alembic_config(connection), revision)
+        try:
+            with self._transaction() as connection:
+                command.upgrade(_alembic_config(connection), revision)
+        except CommandError as err:  # an unknown revision, asked for or found in the store
+            raise StoreError(f"cannot migrate {describe(self.url)} to {revision}: {err}") from None
         return self.schema_state()
 
     def ensure_schema(self) -> None:
@@ -320,6 +326,7 @@ def _feedback_row(f: Feedback) -> dict[str, Any]:
         "note": f.note,
         "created_at": f.created_at,
         "source": f.source,
+        "recorded_by": f.recorded_by,
     }
 
 
@@ -362,6 +369,7 @@ def feedback_of(row: Any) -> Feedback:
         note=m["note"],
         created_at=_aware(m["created_at"]),
         source=m["source"],
+        recorded_by=m["recorded_by"],
     )
 
 

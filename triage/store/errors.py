@@ -27,3 +27,8 @@ class InvalidFeedback(TriageError):
 
 class KeyProblem(TriageError):
     """An encryption key is missing, malformed, or not the one a stored text was sealed with."""
+
+
+class NoRecord(TriageError):
+    """The server keeps no decision record (recording switched off), so there is nothing to
+    look up or correct."""

@@ -119,6 +119,7 @@ class Feedback:
     note: str
     created_at: datetime
     source: str
+    recorded_by: str = ""  # the authenticated caller that put it on record
 
 
 @dataclass(frozen=True)

@@ -97,6 +97,9 @@ feedback = Table(
     Column("note", Text, nullable=False, default=""),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("source", String(32), nullable=False),  # rpc, import, review
+    # Who put the row on record: the authenticated caller (token name, certificate subject),
+    # which may differ from the reviewer it names (a review desk calling for its users).
+    Column("recorded_by", String(PERSON), nullable=False, default=""),
     Index(None, "decision_id", "created_at"),
     Index(None, "created_at"),
 )

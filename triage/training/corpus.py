@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from triage.core.errors import DataFileError
@@ -42,6 +42,46 @@ class LabelledData:
     @property
     def labels(self) -> list[str]:
         return [r.label for r in self.rows]
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """The rows a model is trained on, from one or more labelled files: ``files`` as read (for
+    provenance), ``kept`` the same files without the rows left out when combining them, and
+    ``set_aside`` how many rows were left out and why (see ``triage.training.datacheck``)."""
+
+    files: tuple[LabelledData, ...]
+    kept: tuple[LabelledData, ...]
+    set_aside: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, data: LabelledData) -> TrainingSet:
+        """One file, every row of it."""
+        return cls(files=(data,), kept=(data,))
+
+    @property
+    def rows(self) -> list[LabelledRow]:
+        return [row for part in self.kept for row in part.rows]
+
+    @property
+    def texts(self) -> list[str]:
+        return [r.text for r in self.rows]
+
+    @property
+    def labels(self) -> list[str]:
+        return [r.label for r in self.rows]
+
+    @property
+    def name(self) -> str:
+        """The file, or the files joined with " + ", for messages and the model card."""
+        return " + ".join(str(f.path) for f in self.files)
+
+    @property
+    def sha256(self) -> str:
+        """The file's sha256; for several files, the sha256 of theirs, one per line in order."""
+        if len(self.files) == 1:
+            return self.files[0].sha256
+        return hashlib.sha256("".join(f.sha256 + "\n" for f in self.files).encode()).hexdigest()
 
 
 def read_labelled(path: Path, known_labels: Collection[str] | None = None) -> LabelledData:

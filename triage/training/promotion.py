@@ -38,11 +38,7 @@ def gate_and_promote(
     the comparison is like for like even when the test file changed since the current one was
     made."""
     if fairness is not None and not fairness.passed:
-        return GateDecision(
-            False,
-            f"not promoted: {version} breaks the fairness bounds: "
-            + "; ".join(fairness.problems()),
-        )
+        return _unfair(version, fairness)
     current_dir = resolve_current(models_dir)
     if current_dir is None:
         promote(models_dir, version, reason="first model")
@@ -74,4 +70,27 @@ def gate_and_promote(
     return GateDecision(
         True,
         f"promoted {version}: test macro-F1 {new_macro_f1:.4f} vs {old:.4f} for {current.version}",
+    )
+
+
+def await_shadow_evidence(
+    models_dir: Path, version: str, minimum: int, fairness: FairnessReport | None = None
+) -> GateDecision:
+    """The decision for a version just trained under ``--require-shadow``: never promoted, as it
+    cannot have answered live traffic yet; the reason says how to gather the evidence and then
+    promote it (or why it should not be, if it breaks the fairness bounds)."""
+    if fairness is not None and not fairness.passed:
+        return _unfair(version, fairness)
+    return GateDecision(
+        False,
+        f"not promoted: {version} is kept until it has {minimum} shadow decisions. Next: serve it "
+        f"in shadow beside the current model (`triage serve --shadow {models_dir / version}`), "
+        f"then `triage promote {version} --require-shadow {minimum} --models {models_dir}`",
+    )
+
+
+def _unfair(version: str, fairness: FairnessReport) -> GateDecision:
+    return GateDecision(
+        False,
+        f"not promoted: {version} breaks the fairness bounds: " + "; ".join(fairness.problems()),
     )

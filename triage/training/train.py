@@ -32,7 +32,7 @@ from triage.core.errors import DataFileError
 from triage.core.evaluation import Evaluation
 from triage.core.json_fields import Scalar
 from triage.training.candidates import DEFAULT_CANDIDATE, get_candidate
-from triage.training.corpus import LabelledData
+from triage.training.corpus import LabelledData, TrainingSet
 from triage.training.metrics import choose_review_threshold, evaluate
 
 
@@ -64,32 +64,46 @@ class TrainResult:
         return self.card.metrics.test
 
 
-def check_trainable(data: LabelledData, folds: int) -> list[str]:
+def check_trainable(data: LabelledData | TrainingSet, folds: int) -> list[str]:
     """The sorted label set of ``data``; raise if a label is too rare to cross-validate."""
-    counts = Counter(data.labels)
+    training = data if isinstance(data, TrainingSet) else TrainingSet.of(data)
+    counts = Counter(training.labels)
     if len(counts) < 2:
-        raise DataFileError(data.path, f"needs at least two labels, found {sorted(counts)}")
+        raise DataFileError(training.name, f"needs at least two labels, found {sorted(counts)}")
     for label, n in sorted(counts.items()):
         if n < folds:
-            rows = [str(r.row) for r in data.rows if r.label == label]
             raise DataFileError(
-                data.path,
-                f"label {label!r} has only {n} example(s) (rows {', '.join(rows)}); "
+                training.name,
+                f"label {label!r} has only {n} example(s) ({_rows_of(training, label)}); "
                 f"{folds}-fold cross-validation needs at least {folds}",
             )
     return sorted(counts)
 
 
+def _rows_of(training: TrainingSet, label: str) -> str:
+    """Where ``label``'s rows are: "rows 3, 9", or per file when there are several files."""
+    per_file = [
+        (part.path, [str(r.row) for r in part.rows if r.label == label]) for part in training.kept
+    ]
+    if len(per_file) == 1:
+        return f"rows {', '.join(per_file[0][1])}"
+    return "rows " + "; ".join(f"{path}: {', '.join(rows)}" for path, rows in per_file if rows)
+
+
 def train(
-    data: LabelledData, test: LabelledData | None, config: TrainConfig = TrainConfig()
+    data: LabelledData | TrainingSet,
+    test: LabelledData | None,
+    config: TrainConfig = TrainConfig(),
 ) -> TrainResult:
-    """Search the candidate's grid by stratified k-fold macro-F1, fit it on all of ``data``,
+    """Search the candidate's grid by stratified k-fold macro-F1, fit it on all of ``data``
+    (one file, or several combined by ``triage.training.datacheck.combine_training_files``),
     choose the review threshold from out-of-fold probabilities, and score ``test``."""
     started = time.perf_counter()
-    labels = check_trainable(data, config.folds)
+    training = data if isinstance(data, TrainingSet) else TrainingSet.of(data)
+    labels = check_trainable(training, config.folds)
     candidate = get_candidate(config.candidate)
     folds = StratifiedKFold(n_splits=config.folds, shuffle=True, random_state=config.seed)
-    texts, y = data.texts, np.asarray(data.labels)
+    texts, y = training.texts, np.asarray(training.labels)
 
     with tempfile.TemporaryDirectory(prefix="triage-cache-") as cache:
         # Grid points that differ only in the classifier reuse each fold's fitted features.
@@ -147,7 +161,12 @@ def train(
             cv_precision=cv_eval.review.accepted_precision,
             cv_review_rate=cv_eval.review.rate,
         ),
-        data=TrainingData(train=describe(data), test=describe(test) if test else None),
+        data=TrainingData(
+            train=describe_combined(training),
+            test=describe(test) if test else None,
+            files=tuple(describe(f) for f in training.files),
+            set_aside=dict(training.set_aside),
+        ),
         metrics=TrainingMetrics(cv=cv_eval, test=test_eval),
         libraries=library_versions(),
         training_seconds=round(time.perf_counter() - started, 2),
@@ -163,6 +182,20 @@ def describe(data: LabelledData) -> DataProvenance:
         rows=len(data.rows),
         labels=dict(sorted(Counter(data.labels).items())),
         genres=dict(sorted(Counter(r.genre or "(none)" for r in data.rows).items())),
+    )
+
+
+def describe_combined(training: TrainingSet) -> DataProvenance:
+    """Provenance of the rows trained on: one file's own when nothing was left out of it."""
+    if len(training.files) == 1 and training.kept == training.files:
+        return describe(training.files[0])
+    rows = training.rows
+    return DataProvenance(
+        path=training.name,
+        sha256=training.sha256,
+        rows=len(rows),
+        labels=dict(sorted(Counter(r.label for r in rows).items())),
+        genres=dict(sorted(Counter(r.genre or "(none)" for r in rows).items())),
     )
 
 

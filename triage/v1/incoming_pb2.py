@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18triage/v1/incoming.proto\x12\ttriage.v1\"x\n\x17IncomingClassifyRequest\x12\x0c\n\x04text\x18\x01 \x01(\x0c\x12\x11\n\treport_id\x18\x02 \x01(\x0c\x12\"\n\x15max_explanation_terms\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x18\n\x16_max_explanation_terms\"S\n\x1cIncomingClassifyBatchRequest\x12\x33\n\x07reports\x18\x01 \x03(\x0b\x32\".triage.v1.IncomingClassifyRequestb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18triage/v1/incoming.proto\x12\ttriage.v1\"x\n\x17IncomingClassifyRequest\x12\x0c\n\x04text\x18\x01 \x01(\x0c\x12\x11\n\treport_id\x18\x02 \x01(\x0c\x12\"\n\x15max_explanation_terms\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x18\n\x16_max_explanation_terms\"S\n\x1cIncomingClassifyBatchRequest\x12\x33\n\x07reports\x18\x01 \x03(\x0b\x32\".triage.v1.IncomingClassifyRequest\"\x8b\x01\n\x1dIncomingSubmitFeedbackRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\x0c\x12\x11\n\treport_id\x18\x02 \x01(\x0c\x12\r\n\x05label\x18\x03 \x01(\x0c\x12\x10\n\x08reviewer\x18\x04 \x01(\x0c\x12\x0c\n\x04note\x18\x05 \x01(\x0c\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x06 \x01(\x0c\"1\n\x1aIncomingGetDecisionRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,4 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INCOMINGCLASSIFYREQUEST']._serialized_end=159
   _globals['_INCOMINGCLASSIFYBATCHREQUEST']._serialized_start=161
   _globals['_INCOMINGCLASSIFYBATCHREQUEST']._serialized_end=244
+  _globals['_INCOMINGSUBMITFEEDBACKREQUEST']._serialized_start=247
+  _globals['_INCOMINGSUBMITFEEDBACKREQUEST']._serialized_end=386
+  _globals['_INCOMINGGETDECISIONREQUEST']._serialized_start=388
+  _globals['_INCOMINGGETDECISIONREQUEST']._serialized_end=437
 # @@protoc_insertion_point(module_scope)

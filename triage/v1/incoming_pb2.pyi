@@ -21,3 +21,25 @@ class IncomingClassifyBatchRequest(_message.Message):
     REPORTS_FIELD_NUMBER: _ClassVar[int]
     reports: _containers.RepeatedCompositeFieldContainer[IncomingClassifyRequest]
     def __init__(self, reports: _Optional[_Iterable[_Union[IncomingClassifyRequest, _Mapping]]] = ...) -> None: ...
+
+class IncomingSubmitFeedbackRequest(_message.Message):
+    __slots__ = ("decision_id", "report_id", "label", "reviewer", "note", "feedback_id")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    REPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_ID_FIELD_NUMBER: _ClassVar[int]
+    decision_id: bytes
+    report_id: bytes
+    label: bytes
+    reviewer: bytes
+    note: bytes
+    feedback_id: bytes
+    def __init__(self, decision_id: _Optional[bytes] = ..., report_id: _Optional[bytes] = ..., label: _Optional[bytes] = ..., reviewer: _Optional[bytes] = ..., note: _Optional[bytes] = ..., feedback_id: _Optional[bytes] = ...) -> None: ...
+
+class IncomingGetDecisionRequest(_message.Message):
+    __slots__ = ("decision_id",)
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    decision_id: bytes
+    def __init__(self, decision_id: _Optional[bytes] = ...) -> None: ...

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16triage/v1/triage.proto\x12\ttriage.v1\"p\n\x0f\x43lassifyRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\x12\"\n\x15max_explanation_terms\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x18\n\x16_max_explanation_terms\"\xf4\x01\n\x10\x43lassifyResponse\x12\x11\n\treport_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x01\x12%\n\x06scores\x18\x04 \x03(\x0b\x32\x15.triage.v1.LabelScore\x12\x14\n\x0cneeds_review\x18\x05 \x01(\x08\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12/\n\x0b\x65xplanation\x18\x07 \x03(\x0b\x32\x1a.triage.v1.ExplanationTerm\x12%\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x16.triage.v1.ReportError\"0\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\"/\n\x0f\x45xplanationTerm\x12\x0c\n\x04term\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\",\n\x0bReportError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"C\n\x14\x43lassifyBatchRequest\x12+\n\x07reports\x18\x01 \x03(\x0b\x32\x1a.triage.v1.ClassifyRequest\"\\\n\x15\x43lassifyBatchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.triage.v1.ClassifyResponse\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\x15\n\x13GetModelInfoRequest\"\x97\x02\n\tModelInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x14\n\x0c\x63reated_time\x18\x03 \x01(\t\x12\x18\n\x10review_threshold\x18\x04 \x01(\x01\x12\x1f\n\x17review_target_precision\x18\x05 \x01(\x01\x12\x11\n\tcandidate\x18\x06 \x01(\t\x12\x32\n\x07metrics\x18\x07 \x03(\x0b\x32!.triage.v1.ModelInfo.MetricsEntry\x12!\n\x06limits\x18\x08 \x01(\x0b\x32\x11.triage.v1.Limits\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"p\n\x06Limits\x12\x16\n\x0emax_text_chars\x18\x01 \x01(\x05\x12\x16\n\x0emax_batch_size\x18\x02 \x01(\x05\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\x05\x12\x1b\n\x13max_report_id_chars\x18\x04 \x01(\x05\"\x14\n\x12ReloadModelRequest\"W\n\x13ReloadModelResponse\x12\x18\n\x10previous_version\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\x32\x8b\x03\n\rTriageService\x12\x43\n\x08\x43lassify\x12\x1a.triage.v1.ClassifyRequest\x1a\x1b.triage.v1.ClassifyResponse\x12R\n\rClassifyBatch\x12\x1f.triage.v1.ClassifyBatchRequest\x1a .triage.v1.ClassifyBatchResponse\x12M\n\x0e\x43lassifyStream\x12\x1a.triage.v1.ClassifyRequest\x1a\x1b.triage.v1.ClassifyResponse(\x01\x30\x01\x12\x44\n\x0cGetModelInfo\x12\x1e.triage.v1.GetModelInfoRequest\x1a\x14.triage.v1.ModelInfo\x12L\n\x0bReloadModel\x12\x1d.triage.v1.ReloadModelRequest\x1a\x1e.triage.v1.ReloadModelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16triage/v1/triage.proto\x12\ttriage.v1\"p\n\x0f\x43lassifyRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\x12\"\n\x15max_explanation_terms\x18\x03 \x01(\x05H\x00\x88\x01\x01\x42\x18\n\x16_max_explanation_terms\"\x89\x02\n\x10\x43lassifyResponse\x12\x11\n\treport_id\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x01\x12%\n\x06scores\x18\x04 \x03(\x0b\x32\x15.triage.v1.LabelScore\x12\x14\n\x0cneeds_review\x18\x05 \x01(\x08\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12/\n\x0b\x65xplanation\x18\x07 \x03(\x0b\x32\x1a.triage.v1.ExplanationTerm\x12%\n\x05\x65rror\x18\x08 \x01(\x0b\x32\x16.triage.v1.ReportError\x12\x13\n\x0b\x64\x65\x63ision_id\x18\t \x01(\t\"0\n\nLabelScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\"/\n\x0f\x45xplanationTerm\x12\x0c\n\x04term\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\",\n\x0bReportError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"C\n\x14\x43lassifyBatchRequest\x12+\n\x07reports\x18\x01 \x03(\x0b\x32\x1a.triage.v1.ClassifyRequest\"\\\n\x15\x43lassifyBatchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.triage.v1.ClassifyResponse\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\x15\n\x13GetModelInfoRequest\"\x97\x02\n\tModelInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x14\n\x0c\x63reated_time\x18\x03 \x01(\t\x12\x18\n\x10review_threshold\x18\x04 \x01(\x01\x12\x1f\n\x17review_target_precision\x18\x05 \x01(\x01\x12\x11\n\tcandidate\x18\x06 \x01(\t\x12\x32\n\x07metrics\x18\x07 \x03(\x0b\x32!.triage.v1.ModelInfo.MetricsEntry\x12!\n\x06limits\x18\x08 \x01(\x0b\x32\x11.triage.v1.Limits\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"p\n\x06Limits\x12\x16\n\x0emax_text_chars\x18\x01 \x01(\x05\x12\x16\n\x0emax_batch_size\x18\x02 \x01(\x05\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\x05\x12\x1b\n\x13max_report_id_chars\x18\x04 \x01(\x05\"\x14\n\x12ReloadModelRequest\"W\n\x13ReloadModelResponse\x12\x18\n\x10previous_version\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x03 \x01(\x08\"\x83\x01\n\x15SubmitFeedbackRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x10\n\x08reviewer\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x06 \x01(\t\"h\n\x16SubmitFeedbackResponse\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\x11\n\told_label\x18\x03 \x01(\t\x12\x11\n\tnew_label\x18\x04 \x01(\t\")\n\x12GetDecisionRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\"\x92\x03\n\x0e\x44\x65\x63isionRecord\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x11\n\treport_id\x18\x02 \x01(\t\x12\x15\n\rreceived_time\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\r\n\x05label\x18\x06 \x01(\t\x12\x12\n\nconfidence\x18\x07 \x01(\x01\x12%\n\x06scores\x18\x08 \x03(\x0b\x32\x15.triage.v1.LabelScore\x12\x14\n\x0cneeds_review\x18\t \x01(\x08\x12\x16\n\x0ereview_reasons\x18\n \x03(\t\x12\x0e\n\x06\x63\x61ller\x18\x0b \x01(\t\x12\x12\n\nlatency_ms\x18\x0c \x01(\x01\x12\x15\n\rcurrent_label\x18\r \x01(\t\x12*\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x0e \x03(\x0b\x32\x18.triage.v1.FeedbackEntry\x12(\n\x07shadows\x18\x0f \x03(\x0b\x32\x17.triage.v1.ShadowAnswer\x12\x11\n\ttext_held\x18\x10 \x01(\x08\"\xa5\x01\n\rFeedbackEntry\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x01 \x01(\t\x12\x11\n\told_label\x18\x02 \x01(\t\x12\x11\n\tnew_label\x18\x03 \x01(\t\x12\x10\n\x08reviewer\x18\x04 \x01(\t\x12\x0c\n\x04note\x18\x05 \x01(\t\x12\x14\n\x0c\x63reated_time\x18\x06 \x01(\t\x12\x0e\n\x06source\x18\x07 \x01(\t\x12\x13\n\x0brecorded_by\x18\x08 \x01(\t\"^\n\x0cShadowAnswer\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x01\x12\x14\n\x0cneeds_review\x18\x04 \x01(\x08\x32\xab\x04\n\rTriageService\x12\x43\n\x08\x43lassify\x12\x1a.triage.v1.ClassifyRequest\x1a\x1b.triage.v1.ClassifyResponse\x12R\n\rClassifyBatch\x12\x1f.triage.v1.ClassifyBatchRequest\x1a .triage.v1.ClassifyBatchResponse\x12M\n\x0e\x43lassifyStream\x12\x1a.triage.v1.ClassifyRequest\x1a\x1b.triage.v1.ClassifyResponse(\x01\x30\x01\x12\x44\n\x0cGetModelInfo\x12\x1e.triage.v1.GetModelInfoRequest\x1a\x14.triage.v1.ModelInfo\x12L\n\x0bReloadModel\x12\x1d.triage.v1.ReloadModelRequest\x1a\x1e.triage.v1.ReloadModelResponse\x12U\n\x0eSubmitFeedback\x12 .triage.v1.SubmitFeedbackRequest\x1a!.triage.v1.SubmitFeedbackResponse\x12G\n\x0bGetDecision\x12\x1d.triage.v1.GetDecisionRequest\x1a\x19.triage.v1.DecisionRecordb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,29 +36,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLASSIFYREQUEST']._serialized_start=37
   _globals['_CLASSIFYREQUEST']._serialized_end=149
   _globals['_CLASSIFYRESPONSE']._serialized_start=152
-  _globals['_CLASSIFYRESPONSE']._serialized_end=396
-  _globals['_LABELSCORE']._serialized_start=398
-  _globals['_LABELSCORE']._serialized_end=446
-  _globals['_EXPLANATIONTERM']._serialized_start=448
-  _globals['_EXPLANATIONTERM']._serialized_end=495
-  _globals['_REPORTERROR']._serialized_start=497
-  _globals['_REPORTERROR']._serialized_end=541
-  _globals['_CLASSIFYBATCHREQUEST']._serialized_start=543
-  _globals['_CLASSIFYBATCHREQUEST']._serialized_end=610
-  _globals['_CLASSIFYBATCHRESPONSE']._serialized_start=612
-  _globals['_CLASSIFYBATCHRESPONSE']._serialized_end=704
-  _globals['_GETMODELINFOREQUEST']._serialized_start=706
-  _globals['_GETMODELINFOREQUEST']._serialized_end=727
-  _globals['_MODELINFO']._serialized_start=730
-  _globals['_MODELINFO']._serialized_end=1009
-  _globals['_MODELINFO_METRICSENTRY']._serialized_start=963
-  _globals['_MODELINFO_METRICSENTRY']._serialized_end=1009
-  _globals['_LIMITS']._serialized_start=1011
-  _globals['_LIMITS']._serialized_end=1123
-  _globals['_RELOADMODELREQUEST']._serialized_start=1125
-  _globals['_RELOADMODELREQUEST']._serialized_end=1145
-  _globals['_RELOADMODELRESPONSE']._serialized_start=1147
-  _globals['_RELOADMODELRESPONSE']._serialized_end=1234
-  _globals['_TRIAGESERVICE']._serialized_start=1237
-  _globals['_TRIAGESERVICE']._serialized_end=1632
+  _globals['_CLASSIFYRESPONSE']._serialized_end=417
+  _globals['_LABELSCORE']._serialized_start=419
+  _globals['_LABELSCORE']._serialized_end=467
+  _globals['_EXPLANATIONTERM']._serialized_start=469
+  _globals['_EXPLANATIONTERM']._serialized_end=516
+  _globals['_REPORTERROR']._serialized_start=518
+  _globals['_REPORTERROR']._serialized_end=562
+  _globals['_CLASSIFYBATCHREQUEST']._serialized_start=564
+  _globals['_CLASSIFYBATCHREQUEST']._serialized_end=631
+  _globals['_CLASSIFYBATCHRESPONSE']._serialized_start=633
+  _globals['_CLASSIFYBATCHRESPONSE']._serialized_end=725
+  _globals['_GETMODELINFOREQUEST']._serialized_start=727
+  _globals['_GETMODELINFOREQUEST']._serialized_end=748
+  _globals['_MODELINFO']._serialized_start=751
+  _globals['_MODELINFO']._serialized_end=1030
+  _globals['_MODELINFO_METRICSENTRY']._serialized_start=984
+  _globals['_MODELINFO_METRICSENTRY']._serialized_end=1030
+  _globals['_LIMITS']._serialized_start=1032
+  _globals['_LIMITS']._serialized_end=1144
+  _globals['_RELOADMODELREQUEST']._serialized_start=1146
+  _globals['_RELOADMODELREQUEST']._serialized_end=1166
+  _globals['_RELOADMODELRESPONSE']._serialized_start=1168
+  _globals['_RELOADMODELRESPONSE']._serialized_end=1255
+  _globals['_SUBMITFEEDBACKREQUEST']._serialized_start=1258
+  _globals['_SUBMITFEEDBACKREQUEST']._serialized_end=1389
+  _globals['_SUBMITFEEDBACKRESPONSE']._serialized_start=1391
+  _globals['_SUBMITFEEDBACKRESPONSE']._serialized_end=1495
+  _globals['_GETDECISIONREQUEST']._serialized_start=1497
+  _globals['_GETDECISIONREQUEST']._serialized_end=1538
+  _globals['_DECISIONRECORD']._serialized_start=1541
+  _globals['_DECISIONRECORD']._serialized_end=1943
+  _globals['_FEEDBACKENTRY']._serialized_start=1946
+  _globals['_FEEDBACKENTRY']._serialized_end=2111
+  _globals['_SHADOWANSWER']._serialized_start=2113
+  _globals['_SHADOWANSWER']._serialized_end=2207
+  _globals['_TRIAGESERVICE']._serialized_start=2210
+  _globals['_TRIAGESERVICE']._serialized_end=2765
 # @@protoc_insertion_point(module_scope)

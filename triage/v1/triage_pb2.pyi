@@ -17,7 +17,7 @@ class ClassifyRequest(_message.Message):
     def __init__(self, text: _Optional[str] = ..., report_id: _Optional[str] = ..., max_explanation_terms: _Optional[int] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
-    __slots__ = ("report_id", "label", "confidence", "scores", "needs_review", "model_version", "explanation", "error")
+    __slots__ = ("report_id", "label", "confidence", "scores", "needs_review", "model_version", "explanation", "error", "decision_id")
     REPORT_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,7 @@ class ClassifyResponse(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     report_id: str
     label: str
     confidence: float
@@ -34,7 +35,8 @@ class ClassifyResponse(_message.Message):
     model_version: str
     explanation: _containers.RepeatedCompositeFieldContainer[ExplanationTerm]
     error: ReportError
-    def __init__(self, report_id: _Optional[str] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., scores: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., needs_review: _Optional[bool] = ..., model_version: _Optional[str] = ..., explanation: _Optional[_Iterable[_Union[ExplanationTerm, _Mapping]]] = ..., error: _Optional[_Union[ReportError, _Mapping]] = ...) -> None: ...
+    decision_id: str
+    def __init__(self, report_id: _Optional[str] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., scores: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., needs_review: _Optional[bool] = ..., model_version: _Optional[str] = ..., explanation: _Optional[_Iterable[_Union[ExplanationTerm, _Mapping]]] = ..., error: _Optional[_Union[ReportError, _Mapping]] = ..., decision_id: _Optional[str] = ...) -> None: ...
 
 class LabelScore(_message.Message):
     __slots__ = ("label", "probability")
@@ -130,3 +132,105 @@ class ReloadModelResponse(_message.Message):
     model_version: str
     changed: bool
     def __init__(self, previous_version: _Optional[str] = ..., model_version: _Optional[str] = ..., changed: _Optional[bool] = ...) -> None: ...
+
+class SubmitFeedbackRequest(_message.Message):
+    __slots__ = ("decision_id", "report_id", "label", "reviewer", "note", "feedback_id")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    REPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_ID_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    report_id: str
+    label: str
+    reviewer: str
+    note: str
+    feedback_id: str
+    def __init__(self, decision_id: _Optional[str] = ..., report_id: _Optional[str] = ..., label: _Optional[str] = ..., reviewer: _Optional[str] = ..., note: _Optional[str] = ..., feedback_id: _Optional[str] = ...) -> None: ...
+
+class SubmitFeedbackResponse(_message.Message):
+    __slots__ = ("feedback_id", "decision_id", "old_label", "new_label")
+    FEEDBACK_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    OLD_LABEL_FIELD_NUMBER: _ClassVar[int]
+    NEW_LABEL_FIELD_NUMBER: _ClassVar[int]
+    feedback_id: str
+    decision_id: str
+    old_label: str
+    new_label: str
+    def __init__(self, feedback_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., old_label: _Optional[str] = ..., new_label: _Optional[str] = ...) -> None: ...
+
+class GetDecisionRequest(_message.Message):
+    __slots__ = ("decision_id",)
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    def __init__(self, decision_id: _Optional[str] = ...) -> None: ...
+
+class DecisionRecord(_message.Message):
+    __slots__ = ("decision_id", "report_id", "received_time", "model_version", "source", "label", "confidence", "scores", "needs_review", "review_reasons", "caller", "latency_ms", "current_label", "feedback", "shadows", "text_held")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    REPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_TIME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_REVIEW_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_REASONS_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_LABEL_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_FIELD_NUMBER: _ClassVar[int]
+    SHADOWS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_HELD_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    report_id: str
+    received_time: str
+    model_version: str
+    source: str
+    label: str
+    confidence: float
+    scores: _containers.RepeatedCompositeFieldContainer[LabelScore]
+    needs_review: bool
+    review_reasons: _containers.RepeatedScalarFieldContainer[str]
+    caller: str
+    latency_ms: float
+    current_label: str
+    feedback: _containers.RepeatedCompositeFieldContainer[FeedbackEntry]
+    shadows: _containers.RepeatedCompositeFieldContainer[ShadowAnswer]
+    text_held: bool
+    def __init__(self, decision_id: _Optional[str] = ..., report_id: _Optional[str] = ..., received_time: _Optional[str] = ..., model_version: _Optional[str] = ..., source: _Optional[str] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., scores: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., needs_review: _Optional[bool] = ..., review_reasons: _Optional[_Iterable[str]] = ..., caller: _Optional[str] = ..., latency_ms: _Optional[float] = ..., current_label: _Optional[str] = ..., feedback: _Optional[_Iterable[_Union[FeedbackEntry, _Mapping]]] = ..., shadows: _Optional[_Iterable[_Union[ShadowAnswer, _Mapping]]] = ..., text_held: _Optional[bool] = ...) -> None: ...
+
+class FeedbackEntry(_message.Message):
+    __slots__ = ("feedback_id", "old_label", "new_label", "reviewer", "note", "created_time", "source", "recorded_by")
+    FEEDBACK_ID_FIELD_NUMBER: _ClassVar[int]
+    OLD_LABEL_FIELD_NUMBER: _ClassVar[int]
+    NEW_LABEL_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_TIME_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_BY_FIELD_NUMBER: _ClassVar[int]
+    feedback_id: str
+    old_label: str
+    new_label: str
+    reviewer: str
+    note: str
+    created_time: str
+    source: str
+    recorded_by: str
+    def __init__(self, feedback_id: _Optional[str] = ..., old_label: _Optional[str] = ..., new_label: _Optional[str] = ..., reviewer: _Optional[str] = ..., note: _Optional[str] = ..., created_time: _Optional[str] = ..., source: _Optional[str] = ..., recorded_by: _Optional[str] = ...) -> None: ...
+
+class ShadowAnswer(_message.Message):
+    __slots__ = ("model_version", "label", "confidence", "needs_review")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_REVIEW_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    label: str
+    confidence: float
+    needs_review: bool
+    def __init__(self, model_version: _Optional[str] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., needs_review: _Optional[bool] = ...) -> None: ...

@@ -60,6 +60,16 @@ class TriageServiceStub:
                 request_serializer=triage_dot_v1_dot_triage__pb2.ReloadModelRequest.SerializeToString,
                 response_deserializer=triage_dot_v1_dot_triage__pb2.ReloadModelResponse.FromString,
                 _registered_method=True)
+        self.SubmitFeedback = channel.unary_unary(
+                '/triage.v1.TriageService/SubmitFeedback',
+                request_serializer=triage_dot_v1_dot_triage__pb2.SubmitFeedbackRequest.SerializeToString,
+                response_deserializer=triage_dot_v1_dot_triage__pb2.SubmitFeedbackResponse.FromString,
+                _registered_method=True)
+        self.GetDecision = channel.unary_unary(
+                '/triage.v1.TriageService/GetDecision',
+                request_serializer=triage_dot_v1_dot_triage__pb2.GetDecisionRequest.SerializeToString,
+                response_deserializer=triage_dot_v1_dot_triage__pb2.DecisionRecord.FromString,
+                _registered_method=True)
 
 
 class TriageServiceServicer:
@@ -113,6 +123,24 @@ class TriageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitFeedback(self, request, context):
+        """Reviewer: records the right label for a decision, found by `decision_id` or, without one,
+        as the latest decision for `report_id`. Every call adds a row (who, when, old and new
+        label); the latest row wins. Send a `feedback_id` (a UUID you make) to retry safely: the
+        same id is recorded once. Needs a reviewer or admin token when the server has tokens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDecision(self, request, context):
+        """Reviewer: one recorded decision: what the model answered, to whom, when, and every
+        correction since. Never the report text. Needs a reviewer or admin token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TriageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -140,6 +168,16 @@ def add_TriageServiceServicer_to_server(servicer, server):
                     servicer.ReloadModel,
                     request_deserializer=triage_dot_v1_dot_triage__pb2.ReloadModelRequest.FromString,
                     response_serializer=triage_dot_v1_dot_triage__pb2.ReloadModelResponse.SerializeToString,
+            ),
+            'SubmitFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitFeedback,
+                    request_deserializer=triage_dot_v1_dot_triage__pb2.SubmitFeedbackRequest.FromString,
+                    response_serializer=triage_dot_v1_dot_triage__pb2.SubmitFeedbackResponse.SerializeToString,
+            ),
+            'GetDecision': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDecision,
+                    request_deserializer=triage_dot_v1_dot_triage__pb2.GetDecisionRequest.FromString,
+                    response_serializer=triage_dot_v1_dot_triage__pb2.DecisionRecord.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -278,6 +316,60 @@ class TriageService:
             '/triage.v1.TriageService/ReloadModel',
             triage_dot_v1_dot_triage__pb2.ReloadModelRequest.SerializeToString,
             triage_dot_v1_dot_triage__pb2.ReloadModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/triage.v1.TriageService/SubmitFeedback',
+            triage_dot_v1_dot_triage__pb2.SubmitFeedbackRequest.SerializeToString,
+            triage_dot_v1_dot_triage__pb2.SubmitFeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDecision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/triage.v1.TriageService/GetDecision',
+            triage_dot_v1_dot_triage__pb2.GetDecisionRequest.SerializeToString,
+            triage_dot_v1_dot_triage__pb2.DecisionRecord.FromString,
             options,
             channel_credentials,
             insecure,

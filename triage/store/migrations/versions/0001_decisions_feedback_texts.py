@@ -65,6 +65,7 @@ def upgrade() -> None:
         sa.Column("note", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("source", sa.String(32), nullable=False),
+        sa.Column("recorded_by", sa.String(256), nullable=False),
         sa.ForeignKeyConstraint(
             ["decision_id"],
             ["decisions.decision_id"],
