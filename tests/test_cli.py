@@ -15,9 +15,9 @@ from triage.cli.options import ConfigError
 from triage.cli.serve_command import serve_config
 from triage.core.artifacts import MODEL_FILE
 from triage.rpc.app import ServeConfig
-from triage.runtime.recording import RecordConfig
 from triage.rpc.security import TlsConfig
 from triage.runtime.microbatch import BatchingConfig
+from triage.runtime.recording import RecordConfig
 from triage.runtime.service import Limits
 
 from .conftest import REPO, TINY
