@@ -173,26 +173,27 @@ class Store:
 
     # -- writes (idempotent) ------------------------------------------------------------------
 
-    def insert_decisions(self, decisions: Sequence[Decision]) -> int:
+    def insert_decisions(self, decisions: Sequence[Decision], count: bool = True) -> int:
         """Insert decisions (and their sealed texts) that are not there yet, in one transaction.
-        Returns how many were new."""
+        Returns how many were new; with ``count=False`` (the journal's bulk path: about five
+        times cheaper on PostgreSQL, no RETURNING) returns 0."""
         if not decisions:
             return 0
         rows = [_decision_row(d) for d in decisions]
         texts = [_text_row(d) for d in decisions if d.text is not None]
         with self._transaction() as connection:
-            new = self._insert_new(connection, schema.decisions, rows, ["decision_id"])
+            new = self._insert_new(connection, schema.decisions, rows, ["decision_id"], count)
             if texts:
-                self._insert_new(connection, schema.report_texts, texts, ["decision_id"])
+                self._insert_new(connection, schema.report_texts, texts, ["decision_id"], False)
         return new
 
-    def insert_shadows(self, shadows: Sequence[ShadowDecision]) -> int:
+    def insert_shadows(self, shadows: Sequence[ShadowDecision], count: bool = True) -> int:
         if not shadows:
             return 0
         rows = [_shadow_row(s) for s in shadows]
         with self._transaction() as connection:
             return self._insert_new(
-                connection, schema.shadow_decisions, rows, ["decision_id", "model_version"]
+                connection, schema.shadow_decisions, rows, ["decision_id", "model_version"], count
             )
 
     def insert_feedback(self, rows: Sequence[Feedback]) -> int:
@@ -203,15 +204,20 @@ class Store:
             return self._insert_new(connection, schema.feedback, values, ["feedback_id"])
 
     def _insert_new(
-        self, connection: Connection, table: Any, rows: list[dict[str, Any]], keys: list[str]
+        self,
+        connection: Connection,
+        table: Any,
+        rows: list[dict[str, Any]],
+        keys: list[str],
+        count: bool = True,
     ) -> int:
         dialect = postgresql if self.dialect == "postgresql" else sqlite
-        statement = (
-            dialect.insert(table)
-            .on_conflict_do_nothing(index_elements=keys)
-            .returning(table.c[keys[0]])  # only the rows inserted come back
-        )
-        return len(connection.execute(statement, rows).all())
+        statement = dialect.insert(table).on_conflict_do_nothing(index_elements=keys)
+        if not count:
+            connection.execute(statement, rows)  # a plain executemany (psycopg: pipelined)
+            return 0
+        returning = statement.returning(table.c[keys[0]])  # only the rows inserted come back
+        return len(connection.execute(returning, rows).all())
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ CAUGHT_UP_ROLL_BYTES = 1 << 20  # a caught-up writer closes a segment this big: 
 FIRST_BACKOFF_SECONDS = 0.2
 LAST_BACKOFF_SECONDS = 5.0
 READ_CHUNK = 1 << 20
+FRESH_RECORDS = 50_000  # records kept in memory for the writer (beyond: it reads the spool)
 IDLE_SECONDS = 1.0  # the writer looks around this often even when nothing wakes it
 
 
@@ -281,6 +282,11 @@ class DecisionJournal:
         self._unsynced = False
         self._new_files = False
         self._lock_fd: int | None = None
+        # What record() just appended, kept in memory so that a writer that keeps up inserts
+        # it without reading and parsing the spool again: (segment number, start offset, end
+        # offset, records). Bounded: beyond FRESH_RECORDS the writer reads the spool instead.
+        self._fresh: deque[tuple[int, int, int, Sequence[Record]]] = deque()
+        self._fresh_records = 0
 
         # The writer's progress, guarded by _progress (flush() waits on it).
         self._progress = threading.Condition()
@@ -397,8 +403,12 @@ class DecisionJournal:
             segment = self._current
             if segment is None or segment.size >= self.segment_bytes:
                 segment = self._open_segment()
+            start = segment.size
             self._append(segment, data)
             segment.lines += len(records)
+            if self._fresh_records < FRESH_RECORDS:
+                self._fresh.append((segment.number, start, segment.size, records))
+                self._fresh_records += len(records)
             self._appended += len(records)
             self._spool_bytes += len(data)
             self._unsynced = True
@@ -635,7 +645,41 @@ class DecisionJournal:
             )
             self._retire(segment)
 
+    def _fresh_batch(self, segment: _Segment, size: int) -> _Batch | None:
+        """The next records straight from what record() kept in memory, when they start exactly
+        where the writer is (None: read the spool instead)."""
+        taken: list[Record] = []
+        end = self._offset
+        with self._lock:
+            fresh = self._fresh
+            # Drop what the writer has already passed (read from the spool instead).
+            while fresh and (
+                fresh[0][0] < segment.number
+                or (fresh[0][0] == segment.number and fresh[0][1] < self._offset)
+            ):
+                self._fresh_records -= len(fresh.popleft()[3])
+            while (
+                fresh
+                and fresh[0][0] == segment.number
+                and fresh[0][1] == end
+                and fresh[0][2] <= size
+                and (not taken or len(taken) + len(fresh[0][3]) <= self.batch_size)
+            ):
+                _, _, end, records = fresh.popleft()
+                self._fresh_records -= len(records)
+                taken.extend(records)
+        if not taken:
+            return None
+        batch = _Batch(segment, end, len(taken))
+        first = self._line_no + 1
+        # No raw line: it is made again only if the store refuses the record (set aside).
+        batch.records = [(first + i, b"", record) for i, record in enumerate(taken)]
+        return batch
+
     def _read_batch(self, segment: _Segment, size: int) -> _Batch | None:
+        fresh = self._fresh_batch(segment, size)
+        if fresh is not None:
+            return fresh
         fd = self._reader_for(segment)
         want = min(size - self._offset, READ_CHUNK)
         while True:
@@ -683,8 +727,8 @@ class DecisionJournal:
     def _insert_records(self, records: Sequence[Record]) -> None:
         decisions = [r for r in records if isinstance(r, Decision)]
         shadows = [r for r in records if isinstance(r, ShadowDecision)]
-        self.store.insert_decisions(decisions)
-        self.store.insert_shadows(shadows)  # after the decisions they refer to
+        self.store.insert_decisions(decisions, count=False)
+        self.store.insert_shadows(shadows, count=False)  # after the decisions they refer to
 
     def _insert_one_by_one(self, batch: _Batch) -> None:
         kept, refused = [], 0
@@ -694,7 +738,8 @@ class DecisionJournal:
             except StoreError as err:
                 if not _refused(err):
                     raise  # the store went away meanwhile: the whole batch is retried later
-                self._set_line_aside(batch.segment, line_no, raw, f"the store refused it: {err}")
+                line = raw or spool_line(record).rstrip("\n").encode("ascii")
+                self._set_line_aside(batch.segment, line_no, line, f"the store refused it: {err}")
                 refused += 1
                 continue
             kept.append((line_no, raw, record))
