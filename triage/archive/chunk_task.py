@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from triage.archive.row_decisions import row_decisions
 from triage.archive.rows import ArchiveRow
 from triage.archive.writers import EncodedChunk, encode_chunk
 from triage.core.model import TriageModel
@@ -14,10 +16,12 @@ from triage.core.scoring import Report, score_reports
 @dataclass(frozen=True)
 class ChunkTask:
     """Score a chunk with a model and encode it in the output format; small enough to ship to
-    a worker process or a Dask worker with every chunk."""
+    a worker process or a Dask worker with every chunk. With ``record``, the chunk also carries
+    each scored row's decision back, for the decision record."""
 
     fmt: str
     explain_terms: int = 0
+    record: bool = False
 
     def __call__(self, model: TriageModel, rows: Sequence[ArchiveRow]) -> EncodedChunk:
         reports = [
@@ -25,4 +29,9 @@ class ChunkTask:
             for r in rows
         ]
         outcomes = score_reports(model, reports)
-        return encode_chunk(rows, outcomes, model.labels, self.fmt, self.explain_terms > 0)
+        scored_at = time.time()
+        chunk = encode_chunk(rows, outcomes, model.labels, self.fmt, self.explain_terms > 0)
+        if self.record:
+            chunk.decisions = row_decisions(rows, outcomes, model.labels)
+            chunk.scored_at = scored_at
+        return chunk

@@ -7,8 +7,10 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -17,7 +19,9 @@ from typing import Any
 from triage.archive.chunk_task import ChunkTask
 from triage.archive.executor import ChunkExecutor, InProcessExecutor, PendingChunk
 from triage.archive.readers import ArchiveSpec, expand_inputs, read_archive
+from triage.archive.row_decisions import RunDecisions, new_run_id
 from triage.archive.rows import ArchiveRow
+from triage.archive.run_record import RecordSettings, RunRecord
 from triage.archive.summary import ScoreSummary
 from triage.archive.writers import (
     RESUME_HINT,
@@ -31,6 +35,7 @@ from triage.core.errors import DataFileError, TriageError
 from triage.core.scoring import chunked
 
 PROGRESS_VERSION = 1
+RECORDING = "recording of decisions (--record)"  # the identity key; absent from older files
 Progress = Callable[[int], None]  # called with the number of input rows just finished
 
 
@@ -47,6 +52,7 @@ class ScoreJob:
     resume: bool = False
     overwrite: bool = False
     dask_scheduler: str | None = None  # "local" or tcp://host:8786; None: this machine only
+    record: RecordSettings | None = None  # None: no decision record is opened
 
 
 def progress_path_for(output: Path) -> Path:
@@ -58,6 +64,11 @@ def run_score_job(job: ScoreJob, progress: Progress | None = None) -> ScoreSumma
 
     The archive is read here, chunk by chunk, whatever the executor: workers get the rows with
     the task and send back encoded chunks, which are written here in input order.
+
+    With ``job.record``, each chunk's decisions are put on the record after the chunk is written
+    and before its checkpoint is saved, under ids made from the run's id (kept in the progress
+    file) and the row's number: rows a resumed run scores again get the ids they had, so the
+    record keeps each row's decision once.
     """
     started = time.perf_counter()
     fmt = output_format(job.output)
@@ -66,36 +77,52 @@ def run_score_job(job: ScoreJob, progress: Progress | None = None) -> ScoreSumma
     card = verified_card(job.model_path)
     state_path = progress_path_for(job.output)
     identity = _identity(job, card, fmt)
-    summary, checkpoint = _prepare(job, state_path, identity)
+    summary, checkpoint, run_id = _prepare(job, state_path, identity)
     summary.model_version = card.version
     rows = islice(read_archive(job.archive), summary.rows, None)  # skip what is already done
-    with _executor(job, card, ChunkTask(fmt, job.explain_terms)) as executor:
-        if not job.resume:
-            # Saved before OUTPUT is created, so that whatever fails from here on (a full disk
-            # included) leaves a run that --resume continues, even before its first chunk.
-            _save_state(state_path, identity, summary, checkpoint, first=True)
-        sink = ResultSink(
-            job.output,
-            card.labels,
-            job.explain_terms > 0,
-            resume_from=checkpoint if job.resume else None,
-        )
-        try:
-            for chunk in _in_input_order(executor, chunked(rows, job.chunk_size)):
-                checkpoint = sink.write(chunk)
-                summary.add(chunk)
-                _save_state(state_path, identity, summary, checkpoint)
-                if progress:
-                    progress(chunk.rows)
-        except BaseException:
-            sink.abort()
-            raise
-        sink.finish()
-    state_path.unlink(missing_ok=True)
+    task = ChunkTask(fmt, job.explain_terms, record=job.record is not None)
+    # Opened (a store that cannot be used refused) before any worker starts; closed last, after
+    # the output is complete and the workers are gone, so that draining it holds up nothing.
+    record = _run_record(job, card, run_id)
+    with record or nullcontext():
+        with _executor(job, card, task) as executor:
+            if not job.resume:
+                # Saved before OUTPUT is created, so that whatever fails from here on (a full disk
+                # included) leaves a run that --resume continues, even before its first chunk.
+                _save_state(state_path, identity, summary, checkpoint, run_id, first=True)
+            sink = ResultSink(
+                job.output,
+                card.labels,
+                job.explain_terms > 0,
+                resume_from=checkpoint if job.resume else None,
+            )
+            try:
+                for chunk in _in_input_order(executor, chunked(rows, job.chunk_size)):
+                    checkpoint = sink.write(chunk)
+                    if record is not None:
+                        record.record(chunk, first_row=summary.rows)
+                    summary.add(chunk)
+                    _save_state(state_path, identity, summary, checkpoint, run_id)
+                    if progress:
+                        progress(chunk.rows)
+            except BaseException:
+                sink.abort()
+                raise
+            sink.finish()
+        state_path.unlink(missing_ok=True)
+        if record is not None:
+            summary.record = record.finish()
     summary.seconds = time.perf_counter() - started
     summary.output = str(job.output)
     summary.errors_file = str(sink.errors_path) if summary.errors else None
     return summary
+
+
+def _run_record(job: ScoreJob, card: ModelCard, run_id: str) -> RunRecord | None:
+    if job.record is None:
+        return None
+    decisions = RunDecisions(run_id, card.version, tuple(card.labels), job.record.caller)
+    return RunRecord(job.record, decisions)
 
 
 def _executor(job: ScoreJob, card: ModelCard, task: ChunkTask) -> ChunkExecutor:
@@ -126,7 +153,9 @@ def _in_input_order(
 
 def _prepare(
     job: ScoreJob, state_path: Path, identity: dict[str, Any]
-) -> tuple[ScoreSummary, Checkpoint]:
+) -> tuple[ScoreSummary, Checkpoint, str]:
+    """Where the run starts: its summary so far, its checkpoint and its run id (a new run's, or
+    the interrupted run's for --resume)."""
     if job.resume:
         if not state_path.exists():
             raise TriageError(
@@ -141,6 +170,7 @@ def _prepare(
             recorded = dict(state["identity"])
         except (OSError, ValueError, KeyError, TypeError):
             raise unreadable from None
+        recorded.setdefault(RECORDING, False)  # written before runs could record
         for key, value in identity.items():
             if recorded.get(key) != value:
                 raise TriageError(
@@ -148,13 +178,17 @@ def _prepare(
                     "start again without --resume (and with --overwrite)"
                 )
         try:
-            return ScoreSummary.resumed(state["summary"]), Checkpoint(**state["checkpoint"])
-        except (KeyError, TypeError):
+            summary = ScoreSummary.resumed(state["summary"])
+            checkpoint = Checkpoint(**state["checkpoint"])
+            # A file written before runs had ids: none of its decisions were recorded.
+            run_id = str(uuid.UUID(state.get("run") or new_run_id()))
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise unreadable from None
+        return summary, checkpoint, run_id
     if (job.output.exists() or state_path.exists()) and not job.overwrite:
         hint = "--resume to continue it" if state_path.exists() else "--overwrite to replace it"
         raise TriageError(f"{job.output} exists: use {hint}")
-    return ScoreSummary(), Checkpoint()
+    return ScoreSummary(), Checkpoint(), new_run_id()
 
 
 def _identity(job: ScoreJob, card: ModelCard, fmt: str) -> dict[str, Any]:
@@ -171,6 +205,7 @@ def _identity(job: ScoreJob, card: ModelCard, fmt: str) -> dict[str, Any]:
         "model": card.artifact.sha256,
         "output format": fmt,
         "explanation terms": job.explain_terms,
+        RECORDING: job.record is not None,
     }
 
 
@@ -179,9 +214,15 @@ def _save_state(
     identity: dict[str, Any],
     summary: ScoreSummary,
     checkpoint: Checkpoint,
+    run_id: str,
     first: bool = False,
 ) -> None:
-    state = {"identity": identity, "summary": summary.counts(), "checkpoint": vars(checkpoint)}
+    state = {
+        "identity": identity,
+        "run": run_id,
+        "summary": summary.counts(),
+        "checkpoint": vars(checkpoint),
+    }
     tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

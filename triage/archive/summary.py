@@ -1,4 +1,5 @@
-"""What a scoring run did: rows read, scored and refused, labels, needs-review, speed."""
+"""What a scoring run did: rows read, scored and refused, labels, needs-review, speed, and the
+decisions it put on record."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from triage.archive.run_record import RecordOutcome
 from triage.archive.writers import EncodedChunk
 
 
@@ -23,6 +25,8 @@ class ScoreSummary:
     output: str = ""
     errors_file: str | None = None  # where bad rows went, if there were any
     model_version: str = ""
+    recorded: int = 0  # decisions put on record (on their way to the store, if not there yet)
+    record: RecordOutcome | None = None  # where they went; None: the run recorded nothing
 
     @property
     def rows_per_s(self) -> float:
@@ -34,6 +38,7 @@ class ScoreSummary:
         self.scored += chunk.rows - len(chunk.errors)
         self.needs_review += chunk.needs_review
         self.labels.update(chunk.labels)
+        self.recorded += len(chunk.decisions)
 
     def counts(self) -> dict[str, Any]:
         """The tallies a checkpoint records, as JSON-ready values."""
@@ -43,6 +48,7 @@ class ScoreSummary:
             "errors": self.errors,
             "needs_review": self.needs_review,
             "labels": dict(self.labels),
+            "recorded": self.recorded,
         }
 
     @classmethod
@@ -54,5 +60,6 @@ class ScoreSummary:
             errors=counts["errors"],
             needs_review=counts["needs_review"],
             labels=Counter(counts["labels"]),
+            recorded=counts.get("recorded", 0),  # absent from a checkpoint of an older triage
             resumed_from=counts["rows"],
         )

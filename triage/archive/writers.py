@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from triage.archive.row_decisions import RowDecision
 from triage.archive.rows import ArchiveRow
 from triage.core.errors import DataFileError
 from triage.core.model import Prediction
@@ -43,13 +44,16 @@ def result_columns(labels: Sequence[str], with_terms: bool) -> list[str]:
 
 @dataclass
 class EncodedChunk:
-    """One chunk, ready to append: the payload, its bad rows and its tallies."""
+    """One chunk, ready to append: the payload, its bad rows and its tallies; and, when the run
+    records its decisions, each scored row's decision and when the chunk was scored."""
 
     payload: Any  # bytes for CSV/JSONL, a pyarrow.Table for Parquet
     rows: int
     errors: list[dict[str, Any]] = field(default_factory=list)
     labels: Counter[str] = field(default_factory=Counter)
     needs_review: int = 0
+    decisions: list[RowDecision] = field(default_factory=list)
+    scored_at: float = 0.0  # Unix seconds; set with the decisions
 
 
 def encode_chunk(

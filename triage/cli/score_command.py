@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 from typing import Any
 
 from triage.cli.cpus import usable_cpus
-from triage.cli.defaults import DEFAULT_MODEL, EXIT_OK
+from triage.cli.defaults import DEFAULT_MODEL, DEFAULT_SCORE_SPOOL, EXIT_OK
 from triage.cli.options import Option, Switch
+from triage.cli.store_commands import STORE_OPTION, store_url
 from triage.cli.values import integer, path
 from triage.core.errors import TriageError
 
@@ -61,7 +63,23 @@ OPTIONS: tuple[Option | Switch, ...] = (
         metavar="SCHEDULER",
         shown_default="this machine, no Dask",
     ),
+    Switch(
+        "--record",
+        "record",
+        "put every scored row's decision on the decision record (never the report text)",
+    ),
+    STORE_OPTION,
+    Option(
+        "--spool",
+        "with --record: the local journal of decisions on their way to the store (one process "
+        "per folder: not a server's)",
+        read=path,
+        default=DEFAULT_SCORE_SPOOL,
+        env="TRIAGE_SCORE_SPOOL",
+        metavar="DIR",
+    ),
 )
+CALLER = "triage score"  # decisions.caller of recorded rows, with the OS user's name
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -78,7 +96,9 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     from triage.archive.job import ScoreJob, run_score_job
     from triage.archive.progress import ProgressDisplay
+    from triage.archive.run_record import RecordSettings
 
+    record = RecordSettings(store_url(args), args.spool, _caller()) if args.record else None
     job = ScoreJob(
         spec,
         args.out,
@@ -89,6 +109,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         args.resume,
         args.overwrite,
         args.dask,
+        record,
     )
     mode = "off" if args.quiet else ("bar" if sys.stderr.isatty() else "log")
     total = None if mode == "off" else count_rows(spec)
@@ -122,3 +143,32 @@ def print_summary(summary: Any, where: str) -> None:
     print(f"  needs review: {summary.needs_review:,} ({share:.1%})")
     detail = f" (see {summary.errors_file})" if summary.errors_file else ""
     print(f"  errors: {summary.errors:,}{detail}")
+    record = summary.record
+    if record is not None:
+        print(f"  decisions recorded: {summary.recorded:,} in {record.store}")
+        if record.spooled:
+            waiting = _decisions(record.spooled, "is", "are")
+            print(
+                f"  {waiting} still spooled in {record.spool_dir}: the store did not take them "
+                "in time; they are written to it when the next "
+                f"`triage score --record --spool {record.spool_dir}` starts"
+            )
+        if record.rejected:
+            refused = _decisions(record.rejected, "was", "were")
+            print(
+                f"  {refused} refused by the store (the log says why); they are kept in "
+                f"{record.rejected_file}"
+            )
+
+
+def _decisions(n: int, one: str, many: str) -> str:
+    return f"{n:,} decision {one}" if n == 1 else f"{n:,} decisions {many}"
+
+
+def _caller() -> str:
+    """Who recorded the decisions: this command and the OS user running it, if it has a name."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError, ImportError):  # no LOGNAME/USER and no passwd entry
+        return CALLER
+    return f"{CALLER} ({user})"[:256] if user else CALLER
