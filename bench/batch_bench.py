@@ -81,7 +81,9 @@ def parallel_in_memory_rate(model_path: Path, texts: list[str], processes: int) 
     return float(total)
 
 
-def run_score(archive: Path, model_path: Path, workers: int, out_dir: Path) -> dict[str, float]:
+def run_score(
+    archive: Path, model_path: Path, workers: int, out_dir: Path, extra: tuple[str, ...] = ()
+) -> dict[str, float]:
     out = out_dir / f"scored-{workers}-{archive.stem}.csv"
     command = [
         sys.executable,
@@ -100,6 +102,7 @@ def run_score(archive: Path, model_path: Path, workers: int, out_dir: Path) -> d
         str(workers),
         "--quiet",
         "--overwrite",
+        *extra,
     ]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=True)

@@ -85,6 +85,46 @@ def bench_record_service(
     return results
 
 
+def bench_record_archive(
+    model_path: Path, texts: list[str], rows: int, repeats: int
+) -> dict[str, Any]:
+    """`triage score --workers 1` over one CSV archive: without --record, into SQLite, into
+    PostgreSQL; whole command wall time (store opening and the final drain included)."""
+    from batch_bench import make_archive, run_score
+
+    pg_url, pg_name = fresh_postgres()
+    results: dict[str, Any] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="triage-bench-record-archive-") as tmp:
+            work = Path(tmp)
+            archive = make_archive(texts, rows, work / "archive.csv")
+            flags = {
+                "none": (),
+                "sqlite": (
+                    "--record",
+                    "--store",
+                    f"sqlite:///{work / 'record.db'}",
+                    "--spool",
+                    str(work / "spool-sqlite"),
+                ),
+                "postgresql": ("--record", "--store", pg_url, "--spool", str(work / "spool-pg")),
+            }
+            runs: dict[str, list[float]] = {backend: [] for backend in flags}
+            for _ in range(repeats):
+                for backend, extra in flags.items():
+                    runs[backend].append(
+                        run_score(archive, model_path, 1, work, extra)["rows_per_s"]
+                    )
+            for backend, rates in runs.items():
+                results[backend] = {"rows_per_s": statistics.median(rates), "runs": rates}
+            base = results["none"]["rows_per_s"]
+            for backend in ("sqlite", "postgresql"):
+                results[backend]["vs_no_record"] = results[backend]["rows_per_s"] / base
+    finally:
+        drop_postgres(pg_name)
+    return {"rows": rows, **results}
+
+
 def bench_store_writes(decisions: int = 50_000) -> dict[str, Any]:
     """Decisions per second the journal's writer sustains into each store (from a full spool:
     the rate at which a backlog drains), and the cost of record() on the calling thread."""
@@ -150,6 +190,13 @@ def print_record(report: dict[str, Any]) -> None:
                 f"(front {r['front_cpu_cores']:.2f})  load-generator CPU "
                 f"{r['client_cpu_cores']:.2f}{ratio}"
             )
+    archive = report.get("archive")
+    if archive:
+        print(f"decision record, triage score --workers 1, {archive['rows']:,}-row CSV:")
+        for backend in ("none", "sqlite", "postgresql"):
+            r = archive[backend]
+            ratio = f"  {r['vs_no_record']:.1%} of no-record" if "vs_no_record" in r else ""
+            print(f"  {backend:<10} {r['rows_per_s']:7,.0f} rows/s{ratio}")
     writes = report.get("writes")
     if writes:
         print("journal -> store, one thread recording one decision per call:")

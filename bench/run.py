@@ -523,10 +523,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{b['rows']:,}-row peak)"
             )
     if args.only in (None, "record"):
-        from record_bench import bench_record_service, bench_store_writes, print_record
+        from record_bench import (
+            bench_record_archive,
+            bench_record_service,
+            bench_store_writes,
+            print_record,
+        )
 
         report["record"] = {
             "service": bench_record_service(args.model, texts, args.seconds, args.repeats),
+            "archive": bench_record_archive(args.model, texts, 20_000, args.repeats),
             "writes": bench_store_writes(),
         }
         print_record(report["record"])

@@ -277,3 +277,30 @@ def test_the_record_and_live_quality_are_exported_as_metrics(
         assert "triage_record_pending 0.0" in page
     finally:
         server.stop(grace=0)
+
+
+def test_a_client_certificate_names_the_caller_on_record(models_dir: Path, tmp_path: Path) -> None:
+    from triage.rpc.security import TlsConfig
+
+    from .pki import make_pki
+
+    (tmp_path / "pki").mkdir()
+    pki = make_pki(tmp_path / "pki")
+    record = RecordConfig(
+        store_url=f"sqlite:///{tmp_path / 'record.db'}", spool_dir=tmp_path / "spool"
+    )
+    server = start_server(
+        models_dir,
+        record=record,
+        tls=TlsConfig(pki.server_cert, pki.server_key, pki.ca_path),
+    )
+    try:
+        credentials = grpc.ssl_channel_credentials(pki.ca, pki.client_key, pki.client_cert)
+        with grpc.secure_channel(f"localhost:{server.port}", credentials) as channel:
+            stub = pb_grpc.TriageServiceStub(channel)
+            answer = stub.Classify(pb.ClassifyRequest(text=FRAUD), timeout=10)
+        assert server.recorder is not None
+        view = server.recorder.decision(answer.decision_id)
+    finally:
+        server.stop(grace=0)
+    assert "call-centre-1" in view.decision.caller, view.decision.caller

@@ -16,7 +16,7 @@ from triage.core.scoring import Outcome, Report
 from triage.runtime.shadow import ShadowScorer
 from triage.store.crypto import TextCipher
 from triage.store.database import DEFAULT_DATA_DIR, Store, default_url, open_store
-from triage.store.errors import StoreError, UnknownDecision
+from triage.store.errors import RecordUnavailable, StoreError, UnknownDecision
 from triage.store.feedback import submit_feedback
 from triage.store.journal import DecisionJournal
 from triage.store.records import Decision, DecisionView, Feedback, new_id
@@ -25,6 +25,7 @@ from triage.store.retention import DEFAULT_RETENTION_DAYS, Purger
 LOOKUP_FLUSH_SECONDS = 5.0  # how long a look-up waits for a just-answered decision to land
 DEFAULT_SPOOL = DEFAULT_DATA_DIR / "spool"
 PURGE_SECONDS = 3600.0
+REFUSAL_LOG_SECONDS = 10.0
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class DecisionRecorder:
         self.review_queue = review_queue
         self.shadow = shadow
         self.purger: Purger | None = None
+        self._next_refusal_log = 0.0
 
     def record(
         self, reports: Sequence[Report], outcomes: Sequence[Outcome], origin: Origin
@@ -112,11 +114,26 @@ class DecisionRecorder:
             texts.append((decision_id, report.text))
             recorded.append(replace(outcome, decision_id=decision_id))
         if decisions:
-            self.journal.record(decisions)
+            try:
+                self.journal.record(decisions)
+            except RecordUnavailable as err:
+                self._refusing(err)
+                raise RecordUnavailable(
+                    "the decision record cannot take this answer (its store is down and this "
+                    "server's spool is full); retry later or on another replica"
+                ) from None
             if self.shadow is not None:
                 for decision_id, text in texts:
                     self.shadow.offer(decision_id, text)
         return recorded
+
+    def _refusing(self, err: RecordUnavailable) -> None:
+        """Log why answers are refused, at most every REFUSAL_LOG_SECONDS (callers get a
+        message without the store's address)."""
+        now = time.monotonic()
+        if now >= self._next_refusal_log:
+            self._next_refusal_log = now + REFUSAL_LOG_SECONDS
+            log.error("refusing calls: %s", err)
 
     def decision(self, decision_id: str) -> DecisionView:
         with _store_trouble_hidden():
