@@ -13,6 +13,8 @@ from triage.cli import (
     feedback_commands,
     model_commands,
     monitor_command,
+    review_command,
+    sample_command,
     score_command,
     serve_command,
     store_commands,
@@ -128,9 +130,31 @@ COMMANDS = (
         feedback_commands.run_export,
         feedback_commands.EXPORT_OPTIONS,
     ),
+    Command(
+        "review",
+        "run the review desk: the needs-review queue, relabelling, live quality",
+        review_command.run_review,
+        review_command.REVIEW_OPTIONS,
+    ),
+    Command(
+        "reviewer add",
+        "add (or reset) a review desk account (password: TRIAGE_REVIEW_PASSWORD or a prompt)",
+        review_command.run_add_reviewer,
+        review_command.ADD_OPTIONS,
+    ),
+    Command(
+        "review-sample",
+        "queue the most uncertain rows of a `triage score` output for the review desk",
+        sample_command.run_sample,
+        sample_command.OPTIONS,
+    ),
 )
-COMMAND_GROUPS = {"data": "labelled-data tools", "store": "the decision record's operator tools"}
-COMMAND_GROUPS["feedback"] = "reviewers' corrections: import them, export them as training data"
+COMMAND_GROUPS = {
+    "data": "labelled-data tools",
+    "store": "the decision record's operator tools",
+    "feedback": "reviewers' corrections: import them, export them as training data",
+    "reviewer": "the review desk's accounts",
+}
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

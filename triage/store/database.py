@@ -293,6 +293,7 @@ def _decision_row(d: Decision) -> dict[str, Any]:
         "reasons": ",".join(d.reasons),
         "caller": d.caller,
         "latency_ms": d.latency_ms,
+        "margin": d.margin,
     }
 
 

@@ -3,10 +3,11 @@ and archive scoring build records without knowing how they are stored."""
 
 from __future__ import annotations
 
+import heapq
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -30,6 +31,15 @@ def new_id(at: float | None = None) -> str:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def score_margin(scores: Iterable[float]) -> float:
+    """The highest score minus the second highest (the highest alone when there is one label,
+    0.0 when there is none)."""
+    top_two = heapq.nlargest(2, (float(score) for score in scores))
+    if not top_two:
+        return 0.0
+    return top_two[0] - (top_two[1] if len(top_two) == 2 else 0.0)
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,12 @@ class Decision:
     caller: str
     latency_ms: float | None
     text: SealedText | None = None
+
+    @property
+    def margin(self) -> float:
+        """The top score minus the second (decisions.margin): how close the model came to
+        another label; the review queue puts the smallest first."""
+        return score_margin(self.scores.values())
 
     @classmethod
     def of(

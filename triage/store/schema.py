@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    true,
 )
 
 # Constraint names fixed by convention, so that migrations can name what they change on every
@@ -56,9 +57,27 @@ decisions = Table(
     Column("reasons", String(128), nullable=False, default=""),  # comma-separated, stable names
     Column("caller", String(PERSON), nullable=False, default=""),
     Column("latency_ms", Float, nullable=True),
+    # Top score minus the second (Decision.margin); added by the third revision, which filled it
+    # for older rows. The review queue reads it smallest first through the index below.
+    Column("margin", Float, nullable=True),
     Index(None, "report_id"),
     Index(None, "received_at"),
     Index(None, "model_version", "received_at"),
+)
+# The review queue, added by the third revision: only the decisions that need review, in queue
+# order, holding every column the queue filters and counts on, so that ordering, filtering and
+# counting read this index and not the table. Partial, so that confident decisions (most of
+# them) cost nothing more to record.
+Index(
+    "ix_decisions_review_queue",
+    decisions.c.margin,
+    decisions.c.decision_id,
+    decisions.c.received_at,
+    decisions.c.model_version,
+    decisions.c.label,
+    decisions.c.reasons,
+    sqlite_where=decisions.c.needs_review == true(),
+    postgresql_where=decisions.c.needs_review == true(),
 )
 
 # The text of a decision that needed review, encrypted (Fernet); deleted once it expires.
