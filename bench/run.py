@@ -417,7 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0, help="per load level and repeat")
     parser.add_argument("--skip-training", action="store_true")
-    parser.add_argument("--only", choices=["predict", "service", "batch", "record"], default=None)
+    parser.add_argument(
+        "--only", choices=["predict", "service", "batch", "record", "review"], default=None
+    )
     parser.add_argument("--archive-rows", type=int, default=100_000)
     parser.add_argument(
         "--big-archive-rows",
@@ -536,6 +538,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "writes": bench_store_writes(),
         }
         print_record(report["record"])
+    if args.only in (None, "review"):
+        from review_bench import bench_review, print_review
+
+        report["review"] = bench_review(args.model)
+        print_review(report["review"])
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(report, indent=2))

@@ -31,6 +31,7 @@ def serve_desk(
     except OSError as err:
         sock.close()
         raise TriageError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+    sock.listen(2048)  # before saying so: a client may connect the moment it reads the line
     bound = sock.getsockname()[1]
     config = uvicorn.Config(
         app,

@@ -135,6 +135,7 @@ async def login(request: Request) -> Response:
             "login.html",
             status_code=401,
             next=target,
+            name=name,
             error="Wrong name or password.",
         )
     desk.throttle.succeeded(*keys)
