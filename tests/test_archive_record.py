@@ -31,7 +31,7 @@ from triage.cli.score_command import print_summary
 from triage.core.errors import TriageError
 from triage.core.model import BELOW_THRESHOLD, NO_EVIDENCE, TriageModel
 from triage.store import schema
-from triage.store.database import Store, decision_of
+from triage.store.database import Store, decision_of, open_store
 from triage.store.records import Decision
 from triage.training.corpus import read_labelled
 
@@ -358,10 +358,19 @@ def test_a_decision_the_store_refuses_is_counted_and_kept_not_claimed(
 ) -> None:
     source = tmp_path / "in.jsonl"
     text = json.dumps(TEXTS[0])
-    # A NUL is a legal character in an id, and PostgreSQL cannot store it in a text column.
-    source.write_text(f'{{"id": "a\\u0000b", "text": {text}}}\n{{"id": "ok", "text": {text}}}\n')
+    source.write_text(f'{{"id": "a-b", "text": {text}}}\n{{"id": "ok", "text": {text}}}\n')
     spool = tmp_path / "spool"
     with store_url_for("postgresql", tmp_path) as url:
+        # A store that refuses one row (a constraint an operator added): the record maps U+0000,
+        # once the way to make PostgreSQL refuse a decision, so the refusal is made explicit.
+        store = open_store(url)
+        try:
+            with store.connect() as connection:
+                connection.exec_driver_sql(
+                    "ALTER TABLE decisions ADD CONSTRAINT no_a_b CHECK (report_id <> 'a-b')"
+                )
+        finally:
+            store.close()
         command = ["score", str(source), "--out", str(tmp_path / "o.csv"), "--record"]
         command += ["--model", str(models_dir / "current"), "--store", url]
         assert main([*command, "--spool", str(spool)]) == 0

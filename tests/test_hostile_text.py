@@ -136,6 +136,10 @@ _MODULES_WITH_PATTERNS = (
     "triage.store.journal",
     "triage.store.crypto",
     "triage.monitor.plots",
+    "triage.review.charts",
+    "triage.review.dashboard_pages",
+    "triage.review.queue",
+    "triage.review.queue_pages",
 )
 _REGEX_CALL = re.compile(
     r"\bre\.(?:compile|search|match|fullmatch|sub|subn|findall|finditer|split)\("

@@ -34,7 +34,10 @@ def moment(raw: str) -> datetime:
         raise BadValue(
             raw, "is not an ISO 8601 date or time: expected e.g. 2026-12-01 or 2026-12-01T14:30Z"
         ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise BadValue(raw, "is outside the years 1 to 9999 in UTC") from None
 
 
 IMPORT_OPTIONS: tuple[Option | Switch, ...] = (
@@ -42,7 +45,8 @@ IMPORT_OPTIONS: tuple[Option | Switch, ...] = (
         "file",
         "CSV or JSONL file with the columns decision_id or report_id, label, and optionally "
         "reviewer, note, created_at (ISO 8601). Every row is checked first: one bad row refuses "
-        "the whole file and nothing is written. Importing the same file again writes nothing new",
+        "the whole file and nothing is written. Importing the same file again writes nothing new. "
+        "A regular file of at most 256 MiB",
         read=path,
         metavar="FILE",
     ),

@@ -20,7 +20,10 @@ def _day_or_moment(raw: str) -> datetime:
         moment = datetime.fromisoformat(raw)
     except ValueError:
         raise BadValue(raw, "is not a date (YYYY-MM-DD) or an ISO 8601 time") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise BadValue(raw, "is outside the years 1 to 9999 in UTC") from None
 
 
 def since(raw: str) -> datetime:
@@ -34,7 +37,10 @@ def until(raw: str) -> datetime:
         date.fromisoformat(raw)
     except ValueError:
         return moment
-    return moment + timedelta(days=1)
+    try:
+        return moment + timedelta(days=1)
+    except OverflowError:  # the window ends after 9999-12-31: it has no end
+        raise BadValue(raw, "is the last day there is: leave --until out instead") from None
 
 
 OPTIONS: tuple[Option | Switch, ...] = (

@@ -163,6 +163,8 @@ def _text_field(name: str, raw: bytes, limit: int) -> str:
         raise InvalidReport(f"{name} is not valid UTF-8 (byte {err.start:,})") from None
     if len(value) > limit:
         raise InvalidReport(f"{name} has {len(value):,} characters, over the limit of {limit:,}")
+    if "\x00" in value:  # no id, label or name holds one; PostgreSQL cannot store it in text
+        raise InvalidReport(f"{name} contains a NUL character (U+0000): remove it")
     return value.strip()
 
 

@@ -23,6 +23,7 @@ from triage.store.errors import (
     RecordUnavailable,
     StoreError,
     UnknownDecision,
+    UnstorableValue,
 )
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ STATUS_OF: dict[type[TriageError], grpc.StatusCode] = {
     ModelLoadError: grpc.StatusCode.FAILED_PRECONDITION,
     RecordUnavailable: grpc.StatusCode.UNAVAILABLE,
     StoreError: grpc.StatusCode.UNAVAILABLE,
+    UnstorableValue: grpc.StatusCode.INVALID_ARGUMENT,  # before StoreError: a subclass
     UnknownDecision: grpc.StatusCode.NOT_FOUND,
     InvalidFeedback: grpc.StatusCode.INVALID_ARGUMENT,
     NoRecord: grpc.StatusCode.FAILED_PRECONDITION,

@@ -16,7 +16,12 @@ from triage.core.scoring import Outcome, Report
 from triage.runtime.shadow import ShadowScorer
 from triage.store.crypto import TextCipher
 from triage.store.database import DEFAULT_DATA_DIR, Store, default_url, open_store
-from triage.store.errors import RecordUnavailable, StoreError, UnknownDecision
+from triage.store.errors import (
+    RecordUnavailable,
+    StoreError,
+    UnknownDecision,
+    UnstorableValue,
+)
 from triage.store.feedback import submit_feedback
 from triage.store.journal import DecisionJournal
 from triage.store.records import Decision, DecisionView, Feedback, new_id
@@ -220,6 +225,9 @@ def _store_trouble_hidden() -> Iterator[None]:
     address or driver details."""
     try:
         yield
+    except UnstorableValue as err:  # the store is up: a value of the request it cannot take
+        log.warning("decision record refused a value: %s", err)
+        raise UnstorableValue("the decision record cannot store a value of this request") from None
     except StoreError as err:
         log.warning("decision record unavailable: %s", err)
         raise StoreError("the decision record is unavailable; retry later") from None

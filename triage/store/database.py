@@ -3,6 +3,11 @@
 SQLite (the embedded default: one file, WAL mode) or PostgreSQL (``postgresql+psycopg://``).
 Every write is idempotent on its primary key, so that replaying a spool after a crash or an
 outage writes each row exactly once.
+
+Text is stored with U+0000 replaced by U+FFFD, on every backend: PostgreSQL cannot hold U+0000
+in text, and a record that refused a row for one character would leave an answered decision
+off the record (or a spool line retried for ever). Look-ups by id apply the same mapping
+(:func:`storable_text`), so an id sent with U+0000 finds the row stored for it.
 """
 
 from __future__ import annotations
@@ -20,13 +25,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DataError, NoSuchModuleError, SQLAlchemyError
 
 from triage.store import schema
-from triage.store.errors import StoreError
+from triage.store.errors import StoreError, UnstorableValue
 from triage.store.records import Decision, DecisionView, Feedback, ShadowDecision
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,12 @@ SQLITE_BUSY_MS = 5_000
 
 def default_url(data_dir: Path = DEFAULT_DATA_DIR) -> str:
     return f"sqlite:///{data_dir / DEFAULT_STORE_FILE}"
+
+
+def storable_text(value: str) -> str:
+    """``value`` as the record stores it: U+0000 (which PostgreSQL cannot hold in text) becomes
+    U+FFFD, on every backend, so that both keep the same rows."""
+    return value.replace("\x00", "\ufffd")
 
 
 def describe(url: str) -> str:
@@ -67,7 +78,7 @@ def make_engine(url: str) -> Engine:
         if backend == "sqlite":
             database = parsed.database or ""
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                _make_folder(Path(database).parent)
             engine = create_engine(
                 parsed, connect_args={"timeout": SQLITE_BUSY_MS / 1000}, pool_pre_ping=True
             )
@@ -86,6 +97,15 @@ def make_engine(url: str) -> Engine:
     raise StoreError(f"unsupported store {backend!r}: use sqlite:/// or postgresql+psycopg://")
 
 
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file where a folder belongs, no permission, a read-only disk
+        raise StoreError(
+            f"cannot create the folder {folder} for the SQLite store: {err.strerror or err}"
+        ) from None
+
+
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -93,6 +113,24 @@ def _sqlite_pragmas(connection: Any, record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
     cursor.close()
+
+
+def _migration_engine(url: str) -> Engine:
+    """An SQLite engine whose transactions are SQLite's own (an explicit BEGIN, DDL included),
+    so that a migration is all or nothing. Python's sqlite3 module only begins a transaction
+    before a data change and lets DDL run outside one; SQLAlchemy documents this workaround
+    for pysqlite: turn the module's handling off and emit BEGIN when SQLAlchemy begins."""
+    engine = make_engine(url)
+
+    def no_driver_transactions(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    def begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    event.listen(engine, "connect", no_driver_transactions)
+    event.listen(engine, "begin", begin)
+    return engine
 
 
 def _alembic_config(connection: Connection) -> Config:
@@ -132,12 +170,17 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
+    def _transaction(self, engine: Engine | None = None) -> Iterator[Connection]:
         try:
-            with self.engine.begin() as connection:
+            with (engine or self.engine).begin() as connection:
                 yield connection
+        except DataError as err:  # the store is up; this value is one it cannot take
+            cause = getattr(err, "orig", None) or err
+            raise UnstorableValue(
+                f"{describe(self.url)}: {type(cause).__name__}: {_first_line(cause)}"
+            ) from err
         except SQLAlchemyError as err:
-            cause: BaseException = getattr(err, "orig", None) or err
+            cause = getattr(err, "orig", None) or err
             raise StoreError(
                 f"{describe(self.url)}: {type(cause).__name__}: {_first_line(cause)}"
             ) from err
@@ -150,13 +193,31 @@ class Store:
         return SchemaState(current, head_revision())
 
     def migrate(self, revision: str = "head") -> SchemaState:
-        """Upgrade the schema in place to ``revision`` (an empty database gets every table)."""
+        """Upgrade the schema in place to ``revision`` (an empty database gets every table), all
+        steps in one transaction: a step that fails leaves the schema as it was. A database
+        with tables but no schema revision is someone else's, and is refused."""
+        engine = _migration_engine(self.url) if self.dialect == "sqlite" else self.engine
         try:
-            with self._transaction() as connection:
+            with self._transaction(engine) as connection:
+                if MigrationContext.configure(connection).get_current_revision() is None:
+                    self._refuse_foreign_tables(connection)
                 command.upgrade(_alembic_config(connection), revision)
         except CommandError as err:  # an unknown revision, asked for or found in the store
             raise StoreError(f"cannot migrate {describe(self.url)} to {revision}: {err}") from None
+        finally:
+            if engine is not self.engine:
+                engine.dispose()
         return self.schema_state()
+
+    def _refuse_foreign_tables(self, connection: Connection) -> None:
+        tables = sorted(set(inspect(connection).get_table_names()) - {"alembic_version"})
+        if tables:
+            shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+            raise StoreError(
+                f"{describe(self.url)}: this database holds tables that are not a triage "
+                f"decision record ({shown}) and no schema revision: give the record a database "
+                "of its own"
+            )
 
     def ensure_schema(self) -> None:
         """Create the schema in an empty store; refuse a store at an older or unknown
@@ -196,10 +257,16 @@ class Store:
                 connection, schema.shadow_decisions, rows, ["decision_id", "model_version"], count
             )
 
-    def insert_feedback(self, rows: Sequence[Feedback]) -> int:
+    def insert_feedback(
+        self, rows: Sequence[Feedback], connection: Connection | None = None
+    ) -> int:
+        """Insert the feedback rows not there yet; returns how many were new. With
+        ``connection``, in that connection's transaction (the caller's read-then-write)."""
         if not rows:
             return 0
         values = [_feedback_row(f) for f in rows]
+        if connection is not None:
+            return self._insert_new(connection, schema.feedback, values, ["feedback_id"])
         with self._transaction() as connection:
             return self._insert_new(connection, schema.feedback, values, ["feedback_id"])
 
@@ -224,7 +291,9 @@ class Store:
     def decision(self, decision_id: str) -> DecisionView | None:
         with self._transaction() as connection:
             row = connection.execute(
-                select(schema.decisions).where(schema.decisions.c.decision_id == decision_id)
+                select(schema.decisions).where(
+                    schema.decisions.c.decision_id == storable_text(decision_id)
+                )
             ).one_or_none()
             if row is None:
                 return None
@@ -235,7 +304,7 @@ class Store:
         with self._transaction() as connection:
             rows = connection.execute(
                 select(schema.decisions)
-                .where(schema.decisions.c.report_id == report_id)
+                .where(schema.decisions.c.report_id == storable_text(report_id))
                 .order_by(schema.decisions.c.received_at.desc())
                 .limit(limit)
             ).all()
@@ -279,62 +348,83 @@ def _first_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
+def _storable_row(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with every text (and every key of a JSON object) as :func:`storable_text`."""
+    return {name: _storable_value(value) for name, value in row.items()}
+
+
+def _storable_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return {storable_text(str(k)): v for k, v in value.items()}
+    return value
+
+
 def _decision_row(d: Decision) -> dict[str, Any]:
-    return {
-        "decision_id": d.decision_id,
-        "report_id": d.report_id,
-        "received_at": d.received_at,
-        "model_version": d.model_version,
-        "source": d.source,
-        "label": d.label,
-        "confidence": d.confidence,
-        "scores": dict(d.scores),
-        "needs_review": d.needs_review,
-        "reasons": ",".join(d.reasons),
-        "caller": d.caller,
-        "latency_ms": d.latency_ms,
-        "margin": d.margin,
-    }
+    return _storable_row(
+        {
+            "decision_id": d.decision_id,
+            "report_id": d.report_id,
+            "received_at": d.received_at,
+            "model_version": d.model_version,
+            "source": d.source,
+            "label": d.label,
+            "confidence": d.confidence,
+            "scores": dict(d.scores),
+            "needs_review": d.needs_review,
+            "reasons": ",".join(d.reasons),
+            "caller": d.caller,
+            "latency_ms": d.latency_ms,
+            "margin": d.margin,
+        }
+    )
 
 
 def _text_row(d: Decision) -> dict[str, Any]:
     assert d.text is not None
-    return {
-        "decision_id": d.decision_id,
-        "ciphertext": d.text.ciphertext,
-        "key_id": d.text.key_id,
-        "stored_at": d.received_at,
-        "expires_at": d.text.expires_at,
-    }
+    return _storable_row(
+        {
+            "decision_id": d.decision_id,
+            "ciphertext": d.text.ciphertext,
+            "key_id": d.text.key_id,
+            "stored_at": d.received_at,
+            "expires_at": d.text.expires_at,
+        }
+    )
 
 
 def _shadow_row(s: ShadowDecision) -> dict[str, Any]:
-    return {
-        "decision_id": s.decision_id,
-        "model_version": s.model_version,
-        "scored_at": s.scored_at,
-        "label": s.label,
-        "confidence": s.confidence,
-        "scores": dict(s.scores),
-        "needs_review": s.needs_review,
-        "reasons": ",".join(s.reasons),
-        "latency_ms": s.latency_ms,
-    }
+    return _storable_row(
+        {
+            "decision_id": s.decision_id,
+            "model_version": s.model_version,
+            "scored_at": s.scored_at,
+            "label": s.label,
+            "confidence": s.confidence,
+            "scores": dict(s.scores),
+            "needs_review": s.needs_review,
+            "reasons": ",".join(s.reasons),
+            "latency_ms": s.latency_ms,
+        }
+    )
 
 
 def _feedback_row(f: Feedback) -> dict[str, Any]:
-    return {
-        "feedback_id": f.feedback_id,
-        "decision_id": f.decision_id,
-        "report_id": f.report_id,
-        "old_label": f.old_label,
-        "new_label": f.new_label,
-        "reviewer": f.reviewer,
-        "note": f.note,
-        "created_at": f.created_at,
-        "source": f.source,
-        "recorded_by": f.recorded_by,
-    }
+    return _storable_row(
+        {
+            "feedback_id": f.feedback_id,
+            "decision_id": f.decision_id,
+            "report_id": f.report_id,
+            "old_label": f.old_label,
+            "new_label": f.new_label,
+            "reviewer": f.reviewer,
+            "note": f.note,
+            "created_at": f.created_at,
+            "source": f.source,
+            "recorded_by": f.recorded_by,
+        }
+    )
 
 
 def _aware(value: datetime) -> datetime:

@@ -11,6 +11,11 @@ class StoreError(TriageError):
     The message names the store without its password."""
 
 
+class UnstorableValue(StoreError):
+    """The store is up but cannot take a value of this row (a database data error): retrying
+    cannot help, so it is the sender's problem, not an outage."""
+
+
 class RecordUnavailable(TriageError):
     """A decision cannot be put on record (the local spool is full while the store is down):
     the call is refused rather than answered without a record."""

@@ -4,18 +4,23 @@ Feedback rows are never changed: a new row is added, and the latest row of a dec
 ``created_at``, then ``feedback_id``) wins. Each row keeps the label it replaced, so the history
 says who changed what, when. A caller that retries with the same ``feedback_id`` gets the row
 that was written the first time, never a second row.
+
+Feedback on one decision is serialised: the decision's row is locked (PostgreSQL: ``SELECT ...
+FOR UPDATE``; SQLite: the write lock, ``BEGIN IMMEDIATE``) before the latest row is read, and
+the new row's time is taken under that lock, so concurrent reviewers still leave a history
+where each row replaces the one before it.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, and_, or_, select
 
 from triage.store import schema
-from triage.store.database import Store, decision_of, feedback_of
+from triage.store.database import Store, decision_of, feedback_of, storable_text
 from triage.store.errors import InvalidFeedback, UnknownDecision
 from triage.store.records import Decision, Feedback, new_id, utc_now
 
@@ -76,14 +81,18 @@ def check_label(label: str, decision: Decision) -> None:
         )
 
 
-def resolve_decision(connection: Connection, decision_id: str, report_id: str) -> Decision:
-    """The decision the feedback is about: by id, else the latest decision for ``report_id``.
-    Raises :class:`UnknownDecision` when there is none."""
+def resolve_decision(
+    connection: Connection, decision_id: str, report_id: str, lock: bool = False
+) -> Decision:
+    """The decision the feedback is about: by id, else the latest decision for ``report_id``
+    (ids as the record stores them: :func:`storable_text`). Raises :class:`UnknownDecision`
+    when there is none. With ``lock``, its row stays locked (PostgreSQL) until the
+    transaction ends."""
     decisions = schema.decisions
+    decision_id, report_id = storable_text(decision_id), storable_text(report_id)
     if decision_id:
-        row = connection.execute(
-            select(decisions).where(decisions.c.decision_id == decision_id)
-        ).one_or_none()
+        by_id = select(decisions).where(decisions.c.decision_id == decision_id)
+        row = connection.execute(by_id.with_for_update() if lock else by_id).one_or_none()
         if row is None:
             raise UnknownDecision(f"no recorded decision has the id {decision_id!r}")
         decision = decision_of(row)
@@ -93,12 +102,13 @@ def resolve_decision(connection: Connection, decision_id: str, report_id: str) -
                 f"{report_id!r}: send the decision id or the report id alone"
             )
         return decision
-    row = connection.execute(
+    latest = (
         select(decisions)
         .where(decisions.c.report_id == report_id)
         .order_by(decisions.c.received_at.desc(), decisions.c.decision_id.desc())
         .limit(1)
-    ).one_or_none()
+    )
+    row = connection.execute(latest.with_for_update() if lock else latest).one_or_none()
     if row is None:
         raise UnknownDecision(f"no recorded decision has the report id {report_id!r}")
     return decision_of(row)
@@ -166,7 +176,10 @@ def submit_feedback(
     label the decision's model does not know or a field out of bounds. With ``feedback_id``, a
     retry returns the row already recorded under that id instead of writing another.
     """
-    label, reviewer = label.strip(), reviewer.strip()
+    # As the record will store them, so that the row returned is the row on record.
+    label, reviewer = storable_text(label.strip()), storable_text(reviewer.strip())
+    decision_id, report_id = storable_text(decision_id), storable_text(report_id)
+    note, recorded_by = storable_text(note), storable_text(recorded_by)
     check_fields(
         label=label,
         reviewer=reviewer,
@@ -178,32 +191,56 @@ def submit_feedback(
     if len(recorded_by) > PERSON_CHARS:
         recorded_by = recorded_by[:PERSON_CHARS]  # an identity, not the caller's input
     row_id = canonical_feedback_id(feedback_id) if feedback_id else new_id()
-    created_at = (now or utc_now()).astimezone(UTC)
     with store.connect() as connection:
+        if store.dialect == "sqlite":  # the write lock first: one feedback at a time
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         existing = recorded_feedback(connection, row_id)
         if existing is not None:
             return _retried(existing, label, decision_id, report_id)
-        decision = resolve_decision(connection, decision_id, report_id)
+        decision = resolve_decision(connection, decision_id, report_id, lock=True)
         check_label(label, decision)
-        old_label = label_before(connection, decision, created_at, row_id)
-    row = Feedback(
-        feedback_id=row_id,
-        decision_id=decision.decision_id,
-        report_id=decision.report_id,
-        old_label=old_label,
-        new_label=label,
-        reviewer=reviewer,
-        note=note,
-        created_at=created_at,
-        source=source,
-        recorded_by=recorded_by,
-    )
-    if store.insert_feedback([row]) == 1:
-        return row
-    with store.connect() as connection:  # a concurrent retry wrote it between our two steps
-        existing = recorded_feedback(connection, row_id)
+        created_at = _stamp(connection, decision, row_id, now)
+        row = Feedback(
+            feedback_id=row_id,
+            decision_id=decision.decision_id,
+            report_id=decision.report_id,
+            old_label=label_before(connection, decision, created_at, row_id),
+            new_label=label,
+            reviewer=reviewer,
+            note=note,
+            created_at=created_at,
+            source=source,
+            recorded_by=recorded_by,
+        )
+        if store.insert_feedback([row], connection) == 1:
+            return row
+        existing = recorded_feedback(connection, row_id)  # a concurrent retry wrote it first
     assert existing is not None  # the insert found the key taken
     return _retried(existing, label, decision_id, report_id)
+
+
+def _stamp(
+    connection: Connection, decision: Decision, feedback_id: str, now: datetime | None
+) -> datetime:
+    """The new row's time: ``now`` as given (a correction dated by its sender), else the clock,
+    taken under the decision's lock and kept after the decision's latest row, so that the
+    order of times is the order the rows were written in even when the clock steps back."""
+    if now is not None:
+        return now.astimezone(UTC)
+    stamp = utc_now().astimezone(UTC)
+    table = schema.feedback
+    latest = connection.execute(
+        select(table.c.created_at, table.c.feedback_id)
+        .where(table.c.decision_id == decision.decision_id)
+        .order_by(table.c.created_at.desc(), table.c.feedback_id.desc())
+        .limit(1)
+    ).one_or_none()
+    if latest is not None:
+        latest_at = latest.created_at
+        latest_at = latest_at.replace(tzinfo=UTC) if latest_at.tzinfo is None else latest_at
+        if (latest_at, latest.feedback_id) >= (stamp, feedback_id):
+            stamp = latest_at + timedelta(microseconds=1)
+    return stamp
 
 
 def _retried(existing: Feedback, label: str, decision_id: str, report_id: str) -> Feedback:

@@ -7,6 +7,9 @@ checked before anything is written: one bad row refuses the whole file, with a m
 the file and row of each problem (the first ten), so that a file is either on record or not,
 never half. Each row's feedback id is derived from the file's sha256 and the row number, so
 importing the same file again writes nothing new.
+
+Only a regular file of at most 256 MiB (:data:`MAX_FILE_BYTES`) is read: a FIFO, a device such
+as /dev/zero or a larger file is refused before anything is read into memory.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import csv
 import hashlib
 import io
 import json
+import os
+import stat
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +44,9 @@ FUTURE_LEEWAY = timedelta(minutes=5)
 # Feedback ids of imported rows: uuid5 in this namespace of the file's sha256 and row number.
 IMPORT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:triage:feedback-import")
 _ID_LOOKUP_CHUNK = 500
+# A file of corrections is a few megabytes; the whole file is held in memory (it is hashed and
+# every row checked before any is written), so a bigger one is refused rather than read.
+MAX_FILE_BYTES = 256 << 20
 
 
 class FeedbackFileRefused(InvalidFeedback):
@@ -233,6 +241,12 @@ def _text_field(path: Path, row_no: int, record: dict[str, object], name: str) -
         raise DataFileError(
             path, f"{name!r} must be text, not {type(value).__name__} {value!r:.40}", row_no
         )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:  # JSON's "\ud800": a lone surrogate, not a character
+        raise DataFileError(
+            path, f"{name!r} holds a lone surrogate (character {err.start + 1}), not text", row_no
+        ) from None
     return value
 
 
@@ -245,14 +259,31 @@ def _moment(path: Path, row_no: int, raw: str) -> datetime:
             f"created_at {raw[:40]!r} is not an ISO 8601 time (e.g. 2026-12-01T14:30:00+00:00)",
             row_no,
         ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise DataFileError(
+            path, f"created_at {raw[:40]!r} is outside the years 1 to 9999 in UTC", row_no
+        ) from None
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The file's bytes: a regular file of at most :data:`MAX_FILE_BYTES`, else refused."""
     try:
-        return path.read_bytes()
+        if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: a FIFO's open blocks
+            raise DataFileError(path, "not a regular file: give a CSV or JSONL file")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):  # swapped meanwhile
+                raise DataFileError(path, "not a regular file: give a CSV or JSONL file")
+            raw = stream.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise DataFileError(path, f"cannot read: {err.strerror or err}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise DataFileError(
+            path, f"is over {MAX_FILE_BYTES >> 20} MiB: split it into smaller files"
+        )
+    return raw
 
 
 _Record = dict[str, object] | DataFileError
@@ -280,12 +311,15 @@ def _records(path: Path, raw: bytes) -> Iterator[tuple[int, _Record]]:
 
 def _csv_records(path: Path, text: str) -> Iterator[tuple[int, _Record]]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = reader.fieldnames or []
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as err:  # the header line itself: a field over csv's limit, say
+        raise DataFileError(path, f"the header is not valid CSV ({err})") from None
     if "label" not in header or not {"decision_id", "report_id"} & set(header):
         raise DataFileError(
             path,
             "the header needs a label column and a decision_id or report_id column (header "
-            f"has: {', '.join(header) or 'nothing'})",
+            f"has: {', '.join(header)[:200] or 'nothing'})",
         )
     try:
         for row_no, record in enumerate(reader, start=1):
@@ -306,6 +340,9 @@ def _jsonl_records(path: Path, text: str) -> Iterator[tuple[int, _Record]]:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             yield line_no, DataFileError(path, f"not valid JSON ({err.msg})", line_no)
+            continue
+        except ValueError:  # an integer of more digits than Python converts (over 4,300)
+            yield line_no, DataFileError(path, "holds a number too long to read", line_no)
             continue
         except RecursionError:  # a line of ten thousand nested brackets
             yield line_no, DataFileError(path, "nested too deeply to be a feedback row", line_no)

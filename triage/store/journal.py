@@ -12,8 +12,9 @@ that window of answered decisions. A process crash loses nothing that ``record``
 
 The spool directory holds ``segment-NNNNNN.jsonl`` files (one JSON object per line, oldest
 first), ``journal.lock`` (held with flock by the one process that owns the directory) and, if
-the store ever refuses a record or a line cannot be read, ``rejected.jsonl`` with those lines,
-kept for an operator rather than retried forever.
+the store ever refuses a record or a line cannot be read, ``rejected.jsonl`` (mode 600: the
+lines hold sealed texts and report ids) with those lines, kept for an operator rather than
+retried forever.
 """
 
 from __future__ import annotations
@@ -157,6 +158,13 @@ def _iso(value: datetime) -> str:
     ).isoformat()
 
 
+def _float(name: str, value: int | float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # JSON reads 1e999 as inf, but 10**400 written out as an int
+        raise ValueError(f"field {name!r} holds a number past the range of a float") from None
+
+
 class _Fields:
     """Typed reads of a spool line's fields, each failing with the field's name."""
 
@@ -173,7 +181,7 @@ class _Fields:
         return str(self._get(name, str, "a string"))
 
     def number(self, name: str) -> float:
-        return float(self._get(name, (int, float), "a number"))
+        return _float(name, self._get(name, (int, float), "a number"))
 
     def optional_number(self, name: str) -> float | None:
         return None if self.value.get(name) is None else self.number(name)
@@ -192,7 +200,7 @@ class _Fields:
         scores = self._get(name, dict, "an object of numbers")
         if not all(isinstance(p, int | float) and not isinstance(p, bool) for p in scores.values()):
             raise ValueError(f"field {name!r} is not an object of numbers")
-        return {str(label): float(p) for label, p in scores.items()}
+        return {str(label): _float(name, p) for label, p in scores.items()}
 
     def names(self, name: str) -> tuple[str, ...]:
         names = self._get(name, list, "a list of strings")
@@ -696,8 +704,9 @@ class DecisionJournal:
             line_no = self._line_no + index + 1
             try:
                 batch.records.append((line_no, raw, read_spool_line(raw)))
-            except ValueError as err:
-                self._set_line_aside(segment, line_no, raw, str(err))
+            except Exception as err:  # whatever is wrong with a line, retrying cannot help
+                reason = str(err) if isinstance(err, ValueError) else f"unreadable ({err!r:.200})"
+                self._set_line_aside(segment, line_no, raw, reason)
                 batch.set_aside += 1
         return batch
 
@@ -832,7 +841,9 @@ class DecisionJournal:
     def _set_line_aside(self, segment: _Segment, line_no: int, raw: bytes, reason: str) -> None:
         rejected = self.spool_dir / REJECTED_FILE
         try:
-            with rejected.open("ab") as out:
+            fd = os.open(rejected, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "ab") as out:
+                os.fchmod(fd, 0o600)  # one made by an older triage may be readable by others
                 out.write(raw + b"\n")
             kept = f"kept in {rejected}"
         except OSError as err:
