@@ -54,6 +54,7 @@ CAUGHT_UP_ROLL_BYTES = 1 << 20  # a caught-up writer closes a segment this big: 
 FIRST_BACKOFF_SECONDS = 0.2
 LAST_BACKOFF_SECONDS = 5.0
 READ_CHUNK = 1 << 20
+LEADER_ROUNDS = 8  # appends one caller makes for others before handing over
 FRESH_RECORDS = 50_000  # records kept in memory for the writer (beyond: it reads the spool)
 IDLE_SECONDS = 1.0  # the writer looks around this often even when nothing wakes it
 
@@ -231,6 +232,17 @@ class _Segment:
     lines: int = 0  # complete lines in it (records, as far as ``pending`` knows)
 
 
+@dataclass(eq=False)
+class _Ticket:
+    """One record() call's lines, waiting to be appended."""
+
+    data: bytes
+    records: Sequence[Record]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: RecordUnavailable | None = None
+    promoted: bool = False  # woken to append for everyone, not because it was appended
+
+
 @dataclass
 class _Batch:
     """Complete lines read from the head segment, to be written in one go."""
@@ -295,6 +307,11 @@ class DecisionJournal:
         # offset, records). Bounded: beyond FRESH_RECORDS the writer reads the spool instead.
         self._fresh: deque[tuple[int, int, int, Sequence[Record]]] = deque()
         self._fresh_records = 0
+        # Callers waiting for their lines to be appended (group commit), and whether one of
+        # them is appending; guarded by _queue_lock, which is never held across a write.
+        self._queue_lock = threading.Lock()
+        self._waiting: list[_Ticket] = []
+        self._leading = False
 
         # The writer's progress, guarded by _progress (flush() waits on it).
         self._progress = threading.Condition()
@@ -399,29 +416,100 @@ class DecisionJournal:
     def record(self, records: Sequence[Record]) -> None:
         """Append ``records`` to the spool, on the caller's thread, before its answer is sent.
         Raises RecordUnavailable if they cannot be kept (spool full while the store is down,
-        disk trouble, journal closed): the call must then be refused, not answered."""
+        disk trouble, journal closed): the call must then be refused, not answered.
+
+        Group commit: the first caller to arrive appends, in one write, its lines and those of
+        every caller that queued meanwhile; the others wait for their turn to be written, without
+        holding any lock a write is made under. (Holding a lock across the write would stall every
+        request thread whenever the writing one waits to get the interpreter back after its
+        system call.)"""
         if not records:
             return
-        data = "".join([spool_line(r) for r in records]).encode("ascii")
-        with self._lock:
-            if self._state != "open":
-                raise RecordUnavailable("the decision record is not open (the server is stopping)")
-            if self._spool_bytes + len(data) > self.max_spool_bytes:
-                raise RecordUnavailable(self._full_message())
+        ticket = _Ticket("".join([spool_line(r) for r in records]).encode("ascii"), records)
+        with self._queue_lock:
+            self._waiting.append(ticket)
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            self._lead()
+        else:
+            ticket.done.wait()
+            if ticket.promoted:
+                self._lead()  # the last leader handed over: write what waits, own lines first
+        if ticket.error is not None:
+            raise ticket.error
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _lead(self) -> None:
+        """Append what waits, round after round, then hand over to a waiting caller (so that
+        no one caller writes for everyone for ever) or stand down."""
+        for _ in range(LEADER_ROUNDS):
+            with self._queue_lock:
+                batch, self._waiting = self._waiting, []
+                if not batch:
+                    self._leading = False
+                    return
+            try:
+                with self._lock:
+                    self._append_tickets(batch)
+            except BaseException as err:  # never leave a caller waiting, now or later
+                problem = RecordUnavailable(f"cannot append to the decision spool: {err}")
+                for ticket in batch:
+                    ticket.error = ticket.error or problem
+                    ticket.done.set()
+                self._hand_over()
+                raise
+            for ticket in batch:
+                ticket.done.set()
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        with self._queue_lock:
+            if self._waiting:
+                heir = self._waiting[0]
+                heir.promoted = True
+                heir.done.set()  # still leading: the heir writes next
+            else:
+                self._leading = False
+
+    def _append_tickets(self, batch: list[_Ticket]) -> None:
+        """Append the tickets that fit in one write; the others get their error (under _lock)."""
+        if self._state != "open":
+            closed = RecordUnavailable("the decision record is not open (the server is stopping)")
+            for ticket in batch:
+                ticket.error = closed
+            return
+        kept: list[_Ticket] = []
+        size = 0
+        for ticket in batch:
+            if self._spool_bytes + size + len(ticket.data) > self.max_spool_bytes:
+                ticket.error = RecordUnavailable(self._full_message())
+            else:
+                kept.append(ticket)
+                size += len(ticket.data)
+        if not kept:
+            return
+        try:
             segment = self._current
             if segment is None or segment.size >= self.segment_bytes:
                 segment = self._open_segment()
             start = segment.size
-            self._append(segment, data)
-            segment.lines += len(records)
+            self._append(segment, b"".join(t.data for t in kept))
+        except RecordUnavailable as err:
+            for ticket in kept:
+                ticket.error = err
+            return
+        for ticket in kept:
+            end = start + len(ticket.data)
             if self._fresh_records < FRESH_RECORDS:
-                self._fresh.append((segment.number, start, segment.size, records))
-                self._fresh_records += len(records)
-            self._appended += len(records)
-            self._spool_bytes += len(data)
-            self._unsynced = True
-        if not self._wake.is_set():
-            self._wake.set()
+                self._fresh.append((segment.number, start, end, ticket.records))
+                self._fresh_records += len(ticket.records)
+            start = end
+            segment.lines += len(ticket.records)
+            self._appended += len(ticket.records)
+        self._spool_bytes += size
+        self._unsynced = True
 
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until everything recorded so far is in the store
