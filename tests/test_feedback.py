@@ -308,7 +308,7 @@ def test_a_store_url_with_no_record_behind_it_is_not_created(
     path = _write_csv(tmp_path / "c.csv", "report_id,label,reviewer", ["r1,fraud,alice"])
     url = f"sqlite:///{tmp_path / 'typo' / 'triage.db'}"
     assert main([*QUIET, "feedback", "import", str(path)], env={"TRIAGE_STORE": url}) == 1
-    assert "holds no decision record" in capsys.readouterr().err
+    assert "no decision record" in capsys.readouterr().err
 
 
 def _reviewed_store(store: Store, now: datetime) -> dict[str, Decision]:

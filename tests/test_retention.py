@@ -171,4 +171,4 @@ def test_purge_refuses_a_store_without_a_record(
 ) -> None:
     url = f"sqlite:///{tmp_path_factory.mktemp('empty') / 'triage.db'}"
     assert main([*QUIET, "store", "purge", "--store", url], env={}) == 1
-    assert "holds no decision record" in capsys.readouterr().err
+    assert "no decision record" in capsys.readouterr().err

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from triage.cli.defaults import EXIT_OK
 from triage.cli.options import Option, Switch
@@ -21,9 +20,6 @@ from triage.cli.store_commands import (
     store_url,
 )
 from triage.cli.values import BadValue, path
-
-if TYPE_CHECKING:
-    from triage.store.database import Store
 
 
 def moment(raw: str) -> datetime:
@@ -81,9 +77,10 @@ EXPORT_OPTIONS: tuple[Option | Switch, ...] = (
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from triage.store.database import open_existing
     from triage.store.feedback_import import import_feedback
 
-    store = _open_existing(store_url(args))
+    store = open_existing(store_url(args))
     try:
         result = import_feedback(store, args.file, reviewer_default=args.reviewer or "")
     finally:
@@ -102,7 +99,9 @@ def run_export(args: argparse.Namespace) -> int:
             "export needs the keys the report texts were sealed with: --store-key-file FILE "
             "or TRIAGE_STORE_KEYS"
         )
-    store = _open_existing(store_url(args))
+    from triage.store.database import open_existing
+
+    store = open_existing(store_url(args))
     try:
         result = export_reviewed(store, cipher, since=args.since, out=args.out)
     finally:
@@ -111,25 +110,3 @@ def run_export(args: argparse.Namespace) -> int:
     if result.exported:
         print(f"train on it with: triage train --data training/data/train.jsonl --data {args.out}")
     return EXIT_OK
-
-
-def _open_existing(url: str) -> Store:
-    """The store at ``url`` at the current schema; a URL with no record behind it is an error,
-    not a new empty record."""
-    from triage.store.database import Store, describe
-    from triage.store.errors import StoreError
-
-    store = Store(url)
-    try:
-        state = store.schema_state()
-        if state.current is None:
-            raise StoreError(f"{describe(url)} holds no decision record: check --store")
-        if not state.up_to_date:
-            raise StoreError(
-                f"{describe(url)} is at schema revision {state.current}, this triage needs "
-                f"{state.head}: run `triage store migrate --store URL`"
-            )
-    except BaseException:
-        store.close()
-        raise
-    return store

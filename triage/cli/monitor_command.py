@@ -91,11 +91,10 @@ OPTIONS: tuple[Option | Switch, ...] = (
 
 
 def run_monitor(args: argparse.Namespace) -> int:
-    from triage.monitor.existing_store import open_existing
     from triage.monitor.figures import measure_quality
     from triage.monitor.report import format_report
     from triage.monitor.window import Window
-    from triage.store.database import default_url, describe
+    from triage.store.database import default_url, describe, open_existing
 
     if args.since is not None and args.until is not None and args.since >= args.until:
         raise TriageError("--since must come before --until: the window is empty")

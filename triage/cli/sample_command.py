@@ -74,8 +74,8 @@ OPTIONS: tuple[Option | Switch, ...] = (
 
 def run_sample(args: argparse.Namespace) -> int:
     from triage.archive.readers import ArchiveSpec, read_archive
-    from triage.monitor.existing_store import open_existing
     from triage.review.archive_sample import sample_archive
+    from triage.store.database import open_existing
 
     cipher = cipher_of(args)
     if cipher is None:

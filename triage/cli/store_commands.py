@@ -22,7 +22,6 @@ from triage.cli.values import path
 
 if TYPE_CHECKING:
     from triage.store.crypto import TextCipher
-    from triage.store.database import Store
 
 PURGE_ACTOR = "triage store purge"
 
@@ -73,31 +72,6 @@ def cipher_of(args: argparse.Namespace) -> TextCipher | None:
     from triage.store.crypto import load_cipher
 
     return load_cipher(args.store_key_file, args.store_keys)
-
-
-def _open_current(url: str) -> Store:
-    """The store at ``url``, which must already hold the current schema (no command here
-    creates a record by accident, say from a mistyped URL)."""
-    from triage.store.database import Store, describe
-    from triage.store.errors import StoreError
-
-    store = Store(url)
-    try:
-        state = store.schema_state()
-        if state.current is None:
-            raise StoreError(
-                f"{describe(url)} holds no decision record: check --store, or create the schema "
-                "with `triage store migrate`"
-            )
-        if not state.up_to_date:
-            raise StoreError(
-                f"{describe(url)} is at schema revision {state.current}, this triage needs "
-                f"{state.head}: run `triage store migrate --store URL`"
-            )
-    except BaseException:
-        store.close()
-        raise
-    return store
 
 
 def _when(value: datetime | None) -> str:
@@ -175,7 +149,9 @@ def run_purge(args: argparse.Namespace) -> int:
     from triage.store.retention import purge_expired
 
     url = store_url(args)
-    store = _open_current(url)
+    from triage.store.database import open_existing
+
+    store = open_existing(url)
     try:
         result = purge_expired(store, actor=PURGE_ACTOR)
     finally:
@@ -230,7 +206,9 @@ def run_rotate_key(args: argparse.Namespace) -> int:
             "after it), or TRIAGE_STORE_KEYS"
         )
     url = store_url(args)
-    store = _open_current(url)
+    from triage.store.database import open_existing
+
+    store = open_existing(url)
     try:
         rotated = rotate_keys(store, cipher)
         remaining = text_holdings(store).by_key

@@ -509,3 +509,36 @@ def _view(connection: Connection, row: Any) -> DecisionView:
         shadows=tuple(shadow_of(s) for s in shadows),
         has_text=has_text,
     )
+
+
+def open_existing(url: str) -> Store:
+    """The record at ``url``, which must already exist at this triage's schema: commands that
+    read or correct a record never create or upgrade one (a mistyped SQLite path would otherwise
+    leave an empty database behind and report "nothing" instead of the mistake). Raises
+    :class:`StoreError` saying what to do otherwise."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        parsed = None  # Store() words the error
+    if parsed is not None and parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not Path(database).is_file():
+            raise StoreError(f"no decision record at {describe(url)}: the file does not exist")
+    store = open_store(url, create=False)
+    try:
+        state = store.schema_state()
+        if state.current is None:
+            raise StoreError(
+                f"{describe(url)} holds no decision record: check --store, or create the schema "
+                "with `triage store migrate`"
+            )
+        if not state.up_to_date:
+            raise StoreError(
+                f"{describe(url)} is at schema revision {state.current}, this triage needs "
+                f"{state.head}: upgrade an older store with `triage store migrate --store URL` "
+                "(a newer one needs a newer triage)"
+            )
+    except BaseException:
+        store.close()
+        raise
+    return store
