@@ -241,7 +241,8 @@ def test_the_review_queue_keeps_only_texts_that_need_review_and_only_sealed(
             raw = b"".join(
                 row[0] for row in connection.exec_driver_sql("SELECT ciphertext FROM report_texts")
             )
-        assert raw and all(t.encode() not in raw for t in texts)
+        # Texts long enough not to turn up in base64 by chance ("ok" does, now and then).
+        assert raw and all(t.encode() not in raw for t in texts if len(t) >= 12)
     finally:
         store.close()
     logged = "\n".join(r.getMessage() for r in caplog.records)
