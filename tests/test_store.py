@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -45,5 +47,41 @@ def test_decisions_are_written_once_however_often_they_are_replayed(store_url: s
         assert view is not None
         assert view.decision == decisions[7]
         assert view.current_label == "fraud"
+    finally:
+        store.close()
+
+
+def test_the_journals_bulk_path_writes_the_rows_the_orm_path_writes(store_url: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from triage.store.records import SealedText
+
+    store = open_store(store_url)
+    try:
+        sealed = SealedText(b"gAAAA-sealed", "0123456789ab", datetime(2027, 1, 1, tzinfo=UTC))
+        made = [
+            Decision.of(
+                PREDICTION,
+                report_id=f"r\x00{i}",  # a NUL: stored as U+FFFD by both paths
+                source="Classify",
+                caller="desk-1",
+                latency_ms=1.5 if i % 2 else None,
+                received_at=datetime(2026, 12, 1, 10, 0, i, 123456, tzinfo=UTC)
+                + timedelta(hours=i),
+                text=sealed if i % 2 else None,
+            )
+            for i in range(4)
+        ]
+        store.insert_decisions(made[:2])  # SQLAlchemy's path
+        store.insert_decisions(made[2:], count=False)  # the driver's, as the journal writes
+        store.insert_decisions(made, count=False)  # replayed: nothing twice
+        views = [store.decision(d.decision_id) for d in made]
+        assert store.count("decisions") == 4 and store.count("report_texts") == 2
+        for view, sent in zip(views, made, strict=True):
+            assert view is not None
+            assert view.decision == replace(
+                sent, report_id=sent.report_id.replace("\x00", "\ufffd"), text=None
+            )
+            assert view.has_text == (sent.text is not None)
     finally:
         store.close()

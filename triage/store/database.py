@@ -12,6 +12,7 @@ off the record (or a spool line retried for ever). Look-ups by id apply the same
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -47,6 +48,20 @@ SQLITE_BUSY_MS = 5_000
 
 def default_url(data_dir: Path = DEFAULT_DATA_DIR) -> str:
     return f"sqlite:///{data_dir / DEFAULT_STORE_FILE}"
+
+
+# The journal's bulk path (Store._bulk_insert_decisions): the columns of schema.decisions and
+# schema.report_texts in order, and SQLAlchemy's text form of a time on SQLite.
+_BULK_DECISIONS = (
+    "INSERT INTO decisions (decision_id, report_id, received_at, model_version, source, label, "
+    "confidence, scores, needs_review, reasons, caller, latency_ms, margin) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (decision_id) DO NOTHING"
+)
+_BULK_TEXTS = (
+    "INSERT INTO report_texts (decision_id, ciphertext, key_id, stored_at, expires_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (decision_id) DO NOTHING"
+)
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def storable_text(value: str) -> str:
@@ -236,9 +251,14 @@ class Store:
 
     def insert_decisions(self, decisions: Sequence[Decision], count: bool = True) -> int:
         """Insert decisions (and their sealed texts) that are not there yet, in one transaction.
-        Returns how many were new; with ``count=False`` (the journal's bulk path: about five
-        times cheaper on PostgreSQL, no RETURNING) returns 0."""
+        Returns how many were new; with ``count=False`` (the journal's bulk path) returns 0 and
+        hands the rows to the driver's executemany as plain tuples: no RETURNING, none of
+        SQLAlchemy's per-row parameter processing (several times cheaper per row, and it runs
+        on the serving process's interpreter)."""
         if not decisions:
+            return 0
+        if not count:
+            self._bulk_insert_decisions(decisions)
             return 0
         rows = [_decision_row(d) for d in decisions]
         texts = [_text_row(d) for d in decisions if d.text is not None]
@@ -247,6 +267,51 @@ class Store:
             if texts:
                 self._insert_new(connection, schema.report_texts, texts, ["decision_id"], False)
         return new
+
+    def _bulk_insert_decisions(self, decisions: Sequence[Decision]) -> None:
+        """The rows :func:`_decision_row` and :func:`_text_row` make, as the columns' own types
+        would bind them (SQLite: times as SQLAlchemy's text form, JSON as text, booleans as
+        integers), straight to the driver; equal rows either way (a test reads both back)."""
+        sqlite_form = self.dialect == "sqlite"
+
+        def when(value: datetime) -> Any:
+            utc = value.astimezone(UTC)
+            return utc.strftime(_SQLITE_TIME) if sqlite_form else utc
+
+        decision_rows = [
+            (
+                d.decision_id,
+                storable_text(d.report_id),
+                when(d.received_at),
+                storable_text(d.model_version),
+                storable_text(d.source),
+                storable_text(d.label),
+                d.confidence,
+                json.dumps({storable_text(str(k)): v for k, v in d.scores.items()}),
+                int(d.needs_review) if sqlite_form else d.needs_review,
+                storable_text(",".join(d.reasons)),
+                storable_text(d.caller),
+                d.latency_ms,
+                d.margin,
+            )
+            for d in decisions
+        ]
+        text_rows = [
+            (
+                d.decision_id,
+                d.text.ciphertext,
+                storable_text(d.text.key_id),
+                when(d.received_at),
+                when(d.text.expires_at),
+            )
+            for d in decisions
+            if d.text is not None
+        ]
+        mark = "?" if sqlite_form else "%s"
+        with self._transaction() as connection:
+            connection.exec_driver_sql(_BULK_DECISIONS.replace("?", mark), decision_rows)
+            if text_rows:
+                connection.exec_driver_sql(_BULK_TEXTS.replace("?", mark), text_rows)
 
     def insert_shadows(self, shadows: Sequence[ShadowDecision], count: bool = True) -> int:
         if not shadows:
