@@ -39,8 +39,8 @@ from triage.rpc.app import ServeConfig, TriageServer
 from triage.runtime.recording import RecordConfig
 from triage.store import schema
 from triage.store.database import Store, decision_of, feedback_of, open_store
-from triage.store.journal import read_spool_line, spool_line
 from triage.store.records import Decision, Feedback, SealedText, ShadowDecision
+from triage.store.spool_format import read_spool_line, spool_line
 from triage.v1 import incoming_pb2 as incoming
 from triage.v1 import triage_pb2 as pb
 

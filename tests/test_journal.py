@@ -25,8 +25,9 @@ from triage.core.model import Prediction
 from triage.store import schema
 from triage.store.database import Store, open_store
 from triage.store.errors import RecordUnavailable, StoreError
-from triage.store.journal import DecisionJournal, spool_line
+from triage.store.journal import DecisionJournal
 from triage.store.records import Decision, SealedText, ShadowDecision, utc_now
+from triage.store.spool_format import spool_line
 
 from .conftest import REPO
 from .private_postgres import private_postgres

@@ -19,34 +19,28 @@ retried forever.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import fcntl
-import json
 import logging
 import os
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from sqlalchemy.exc import DataError, IntegrityError
 
 from triage.store.database import Store, describe
 from triage.store.errors import RecordUnavailable, StoreError
-from triage.store.records import Decision, SealedText, ShadowDecision
+from triage.store.records import Decision, ShadowDecision
+from triage.store.spool_format import Record, read_spool_line, spool_line
 
 log = logging.getLogger(__name__)
 
-Record = Decision | ShadowDecision
 
-SPOOL_FORMAT = 1  # the "v" of every spool line; a line of another version is set aside
 SEGMENT_NAME = re.compile(r"segment-(\d+)\.jsonl")
 LOCK_FILE = "journal.lock"
 REJECTED_FILE = "rejected.jsonl"
@@ -57,167 +51,6 @@ READ_CHUNK = 1 << 20
 LEADER_ROUNDS = 8  # appends one caller makes for others before handing over
 FRESH_RECORDS = 50_000  # records kept in memory for the writer (beyond: it reads the spool)
 IDLE_SECONDS = 1.0  # the writer looks around this often even when nothing wakes it
-
-
-# -- the spool line format ------------------------------------------------------------------
-
-
-def spool_line(record: Record) -> str:
-    """One record as a spool line: JSON on one line ending in a newline, ASCII only (so a line
-    never holds a raw newline, whatever a field holds). Texts appear only sealed."""
-    return json.dumps(_fields_of(record), separators=(",", ":")) + "\n"
-
-
-def read_spool_line(line: bytes) -> Record:
-    """The record a spool line holds; ValueError saying what is wrong with it otherwise."""
-    try:
-        value = json.loads(line)
-    except (ValueError, RecursionError):  # RecursionError: nested deeper than JSON can read
-        raise ValueError("not a JSON object") from None
-    if not isinstance(value, dict):
-        raise ValueError("not a JSON object")
-    fields = _Fields(value)
-    if value.get("v") != SPOOL_FORMAT:
-        raise ValueError(f"spool format {value.get('v')!r}, this triage reads {SPOOL_FORMAT}")
-    kind = value.get("kind")
-    if kind == "decision":
-        return Decision(
-            decision_id=fields.text("decision_id"),
-            report_id=fields.text("report_id"),
-            received_at=fields.time("received_at"),
-            model_version=fields.text("model_version"),
-            source=fields.text("source"),
-            label=fields.text("label"),
-            confidence=fields.number("confidence"),
-            scores=fields.scores("scores"),
-            needs_review=fields.flag("needs_review"),
-            reasons=fields.names("reasons"),
-            caller=fields.text("caller"),
-            latency_ms=fields.optional_number("latency_ms"),
-            text=fields.sealed("text"),
-        )
-    if kind == "shadow":
-        return ShadowDecision(
-            decision_id=fields.text("decision_id"),
-            model_version=fields.text("model_version"),
-            scored_at=fields.time("scored_at"),
-            label=fields.text("label"),
-            confidence=fields.number("confidence"),
-            scores=fields.scores("scores"),
-            needs_review=fields.flag("needs_review"),
-            reasons=fields.names("reasons"),
-            latency_ms=fields.optional_number("latency_ms"),
-        )
-    raise ValueError(f"unknown kind {kind!r}: expected 'decision' or 'shadow'")
-
-
-def _fields_of(record: Record) -> dict[str, Any]:
-    if isinstance(record, Decision):
-        text = record.text
-        return {
-            "kind": "decision",
-            "v": SPOOL_FORMAT,
-            "decision_id": record.decision_id,
-            "report_id": record.report_id,
-            "received_at": _iso(record.received_at),
-            "model_version": record.model_version,
-            "source": record.source,
-            "label": record.label,
-            "confidence": record.confidence,
-            "scores": dict(record.scores),
-            "needs_review": record.needs_review,
-            "reasons": list(record.reasons),
-            "caller": record.caller,
-            "latency_ms": record.latency_ms,
-            "text": None
-            if text is None
-            else {
-                "ciphertext": base64.b64encode(text.ciphertext).decode("ascii"),
-                "key_id": text.key_id,
-                "expires_at": _iso(text.expires_at),
-            },
-        }
-    return {
-        "kind": "shadow",
-        "v": SPOOL_FORMAT,
-        "decision_id": record.decision_id,
-        "model_version": record.model_version,
-        "scored_at": _iso(record.scored_at),
-        "label": record.label,
-        "confidence": record.confidence,
-        "scores": dict(record.scores),
-        "needs_review": record.needs_review,
-        "reasons": list(record.reasons),
-        "latency_ms": record.latency_ms,
-    }
-
-
-def _iso(value: datetime) -> str:
-    """ISO 8601 in UTC; a naive time is taken to be UTC already (as the store does)."""
-    return (
-        value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    ).isoformat()
-
-
-def _float(name: str, value: int | float) -> float:
-    try:
-        return float(value)
-    except OverflowError:  # JSON reads 1e999 as inf, but 10**400 written out as an int
-        raise ValueError(f"field {name!r} holds a number past the range of a float") from None
-
-
-class _Fields:
-    """Typed reads of a spool line's fields, each failing with the field's name."""
-
-    def __init__(self, value: Mapping[str, Any]) -> None:
-        self.value = value
-
-    def _get(self, name: str, kinds: type | tuple[type, ...], what: str) -> Any:
-        found = self.value.get(name)
-        if not isinstance(found, kinds) or (isinstance(found, bool) and kinds is not bool):
-            raise ValueError(f"field {name!r} is not {what}")  # True is an int to Python
-        return found
-
-    def text(self, name: str) -> str:
-        return str(self._get(name, str, "a string"))
-
-    def number(self, name: str) -> float:
-        return _float(name, self._get(name, (int, float), "a number"))
-
-    def optional_number(self, name: str) -> float | None:
-        return None if self.value.get(name) is None else self.number(name)
-
-    def flag(self, name: str) -> bool:
-        return bool(self._get(name, bool, "true or false"))
-
-    def time(self, name: str) -> datetime:
-        try:
-            value = datetime.fromisoformat(self.text(name))
-        except ValueError:
-            raise ValueError(f"field {name!r} is not an ISO 8601 time") from None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-    def scores(self, name: str) -> dict[str, float]:
-        scores = self._get(name, dict, "an object of numbers")
-        if not all(isinstance(p, int | float) and not isinstance(p, bool) for p in scores.values()):
-            raise ValueError(f"field {name!r} is not an object of numbers")
-        return {str(label): _float(name, p) for label, p in scores.items()}
-
-    def names(self, name: str) -> tuple[str, ...]:
-        names = self._get(name, list, "a list of strings")
-        if not all(isinstance(n, str) for n in names):
-            raise ValueError(f"field {name!r} is not a list of strings")
-        return tuple(names)
-
-    def sealed(self, name: str) -> SealedText | None:
-        if self.value.get(name) is None:
-            return None
-        sealed = _Fields(self._get(name, dict, "an object"))
-        try:
-            ciphertext = base64.b64decode(sealed.text("ciphertext"), validate=True)
-        except binascii.Error:
-            raise ValueError(f"field {name!r}: the ciphertext is not base64") from None
-        return SealedText(ciphertext, sealed.text("key_id"), sealed.time("expires_at"))
 
 
 # -- the journal ------------------------------------------------------------------------------
