@@ -22,7 +22,7 @@ from triage.runtime.live import ReloadResult
 from triage.runtime.model_process import load_warm, run_model_process
 from triage.runtime.model_watch import ModelWatch
 from triage.runtime.pinned_directory import PinnedDirectory
-from triage.runtime.supervision import Supervision
+from triage.runtime.supervision import Supervision, stop_child
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class ModelWorkerPool:
             with state.lock:
                 worker, state.worker = state.worker, None
                 if worker is not None:
-                    _stop(worker)
+                    stop_child(worker.process, worker.conn)
         self._local = None
         if self._pinned is not None:
             self._pinned.close()
@@ -255,7 +255,7 @@ class ModelWorkerPool:
         worker, state.worker = state.worker, None
         if worker is None:
             return
-        _stop(worker, kill=True)
+        stop_child(worker.process, worker.conn, kill=True)
         state.retry_at = time.monotonic()
         log.error(
             "model process %d (pid %s) %s (exit code %s); restarting it",
@@ -347,14 +347,14 @@ class ModelWorkerPool:
         child.close()
         worker = _Worker(process, parent)
         if not parent.poll(self.supervision.start_seconds):
-            _stop(worker, kill=True)
+            stop_child(worker.process, worker.conn, kill=True)
             raise ModelUnavailable("a model process did not start in time")
         try:
             reply = parent.recv()
         except EOFError:
             reply = ("error", "model process exited while loading")
         if reply[0] != "ready":
-            _stop(worker, kill=True)
+            stop_child(worker.process, worker.conn, kill=True)
             # The reply names the version, not the path: this error can reach a remote caller.
             raise ModelLoadError(f"a model process could not load the model: {reply[1]}")
         return worker
@@ -444,7 +444,7 @@ class ModelWorkerPool:
                     if state.worker is not None:
                         self._ask(lane, state, ("abort",))
             for worker in fresh.values():
-                _stop(worker)
+                stop_child(worker.process, worker.conn)
             raise ModelLoadError(failure)
         # Every lane at once: no batch runs during the switch, so no caller can see the new
         # model from one lane and then the old one from another.
@@ -460,7 +460,7 @@ class ModelWorkerPool:
             for lane, worker in fresh.items():
                 state = self._lanes[lane]
                 if state.worker is not None:  # restarted meanwhile, on the old model
-                    _stop(state.worker)
+                    stop_child(state.worker.process, state.worker.conn)
                 self._installed(lane, state, worker)
             if local is not None:
                 self._local = local
@@ -482,18 +482,6 @@ class ModelWorkerPool:
         except (EOFError, OSError):
             self._lost(lane, state, f"died while answering {message[0]!r}")
             return ("error", "a model process stopped during the reload")
-
-
-def _stop(worker: _Worker, kill: bool = False) -> None:
-    """End a model process: asked to stop (it finishes what it is doing), or killed."""
-    if not kill:
-        with contextlib.suppress(OSError):  # already gone: nothing to tell
-            worker.conn.send(("stop",))
-        worker.process.join(10)
-    if worker.process.is_alive():
-        worker.process.kill()
-    worker.process.join(5)
-    worker.conn.close()
 
 
 def _sha(card: ModelCard) -> str:

@@ -93,7 +93,6 @@ class DecisionRecorder:
         latency_ms = (time.monotonic() - origin.started) * 1000.0
         decisions: list[Decision] = []
         recorded: list[Outcome] = []
-        texts: list[tuple[str, str]] = []
         for report, outcome in zip(reports, outcomes, strict=True):
             prediction = outcome.prediction
             if prediction is None:
@@ -116,7 +115,6 @@ class DecisionRecorder:
                     text=sealed,
                 )
             )
-            texts.append((decision_id, report.text))
             recorded.append(replace(outcome, decision_id=decision_id))
         if decisions:
             try:
@@ -128,8 +126,9 @@ class DecisionRecorder:
                     "server's spool is full); retry later or on another replica"
                 ) from None
             if self.shadow is not None:
-                for decision_id, text in texts:
-                    self.shadow.offer(decision_id, text)
+                for report, outcome in zip(reports, recorded, strict=True):
+                    if outcome.decision_id:
+                        self.shadow.offer(outcome.decision_id, report.text)
         return recorded
 
     def _refusing(self, err: RecordUnavailable) -> None:

@@ -18,7 +18,6 @@ microsecond), and on the feeder thread, sending the sampled texts and building t
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import multiprocessing
@@ -39,7 +38,7 @@ from triage.core.model import Prediction
 from triage.lifeline import Lifeline, die_with_parent
 from triage.runtime.model_process import load_warm
 from triage.runtime.pinned_directory import PinnedDirectory
-from triage.runtime.supervision import Supervision
+from triage.runtime.supervision import Supervision, stop_child
 from triage.store.records import ShadowDecision, utc_now
 
 log = logging.getLogger(__name__)
@@ -219,7 +218,7 @@ class ShadowScorer:
             self._feeder.join(timeout)
         worker, self._worker = self._worker, None
         if worker is not None:  # the feeder stops it on its way out; this is the fallback
-            _stop(worker, kill=True)
+            stop_child(worker.process, worker.conn, kill=True)
         self._drop_queued()
         if self._lifeline is not None:
             self._lifeline.close()
@@ -301,7 +300,7 @@ class ShadowScorer:
                 self._closing.wait(self._supervision.check_seconds)
         worker, self._worker = self._worker, None
         if worker is not None:
-            _stop(worker)
+            stop_child(worker.process, worker.conn)
 
     def _pause(self, failures: int) -> float:
         """Seconds before restarting a candidate lost ``failures`` times in a row: none the
@@ -404,7 +403,7 @@ class ShadowScorer:
 
     def _lost(self, worker: _Worker, what: str) -> None:
         self._worker = None
-        _stop(worker, kill=True)
+        stop_child(worker.process, worker.conn, kill=True)
         log.error(
             "shadow model process %s %s (exit code %s); restarting it",
             worker.process.pid,
@@ -428,7 +427,7 @@ class ShadowScorer:
             if time.monotonic() >= deadline or self._closing.is_set() or not process.is_alive():
                 if parent.poll(0):  # it answered as it exited
                     break
-                _stop(_Worker(process, parent, "", ()), kill=True)
+                stop_child(process, parent, kill=True)
                 raise ModelLoadError(
                     f"the shadow model {pinned.real.name!r} did not load "
                     + ("(it exited)" if process.exitcode is not None else "in time")
@@ -438,7 +437,7 @@ class ShadowScorer:
         except EOFError:
             reply = ("error", "its process exited while loading")
         if reply[0] != "ready":
-            _stop(_Worker(process, parent, "", ()), kill=True)
+            stop_child(process, parent, kill=True)
             raise ModelLoadError(f"the shadow model was refused: {reply[1]}")
         return _Worker(process, parent, reply[1], tuple(reply[2]))
 
@@ -456,18 +455,6 @@ class ShadowScorer:
             left += 1
         if left:
             self._count_dropped(CLOSED, left)
-
-
-def _stop(worker: _Worker, kill: bool = False) -> None:
-    """End a candidate process: asked to stop (it finishes its batch), or killed."""
-    if not kill:
-        with contextlib.suppress(OSError):  # already gone: nothing to tell
-            worker.conn.send(("stop",))
-        worker.process.join(10)
-    if worker.process.is_alive():
-        worker.process.kill()
-    worker.process.join(5)
-    worker.conn.close()
 
 
 # -- the candidate process ------------------------------------------------------------------------

@@ -1,9 +1,13 @@
-"""How long a model process may take before it counts as hung, and how restarts are paced."""
+"""How long a model process may take before it counts as hung, how restarts are paced, and how
+a child process is ended."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
 
 from triage.core.scoring import Report
 
@@ -35,3 +39,16 @@ class Supervision:
         attempts in a row failed."""
         doubled = self.first_retry_seconds * 2.0 ** max(failed_starts - 1, 0)
         return min(doubled, self.last_retry_seconds)
+
+
+def stop_child(process: Any, conn: Connection, kill: bool = False) -> None:
+    """End a child process (a model process, a shadow candidate): asked to stop over ``conn`` (it
+    finishes what it is doing), or killed; then reaped and its pipe closed."""
+    if not kill:
+        with contextlib.suppress(OSError):  # already gone: nothing to tell
+            conn.send(("stop",))
+        process.join(10)
+    if process.is_alive():
+        process.kill()
+    process.join(5)
+    conn.close()
