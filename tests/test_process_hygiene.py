@@ -136,6 +136,7 @@ def test_a_killed_server_leaves_no_model_process_behind_even_a_stopped_one(
             "0",
             "--access-log",
             "off",
+            "--no-record",
         ],
         stdout=subprocess.PIPE,
         stderr=log,

@@ -4,6 +4,7 @@ server's purger thread, every purge is on record, and the decisions themselves s
 from __future__ import annotations
 
 import logging
+import pathlib
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -172,3 +173,13 @@ def test_purge_refuses_a_store_without_a_record(
     url = f"sqlite:///{tmp_path_factory.mktemp('empty') / 'triage.db'}"
     assert main([*QUIET, "store", "purge", "--store", url], env={}) == 1
     assert "no decision record" in capsys.readouterr().err
+
+
+def test_status_of_a_mistyped_sqlite_path_is_an_error_and_creates_nothing(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "typo" / "triage.db"
+    code = main([*QUIET, "store", "status", "--store", f"sqlite:///{missing}"], env={})
+    assert code == 1
+    assert "the file does not exist" in capsys.readouterr().err
+    assert not missing.exists() and not missing.parent.exists()

@@ -332,6 +332,7 @@ def test_serve_survives_sighup_while_loading_and_prints_its_metrics_port(
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
     command = [sys.executable, "-m", "triage", "serve", "--model", str(models_dir / CURRENT)]
     command += ["--port", str(port), "--metrics-port", "0", "--workers", "1", "--watch", "0"]
+    command += ["--no-record"]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO
     )

@@ -42,6 +42,7 @@ def serve_process(models_dir: Path, tmp_path: Path) -> Iterator[tuple[subprocess
             "0",
             "--max-batch",
             "5000",
+            "--no-record",
             "--access-log",
             "off",
         ],
@@ -109,7 +110,10 @@ def test_sighup_reloads_a_promoted_model(
 
 def test_serve_without_a_model_exits_non_zero_with_a_message(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "triage", "serve", "--port", "0", "--model", str(tmp_path / "none")],
+        [
+            *(sys.executable, "-m", "triage", "serve", "--port", "0", "--no-record"),
+            *("--model", str(tmp_path / "none")),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

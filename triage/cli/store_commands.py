@@ -97,11 +97,12 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     from triage.store import retention, schema
-    from triage.store.database import Store, describe
+    from triage.store.database import Store, describe, require_existing_file
     from triage.store.errors import StoreError
 
     url = store_url(args)
     cipher = cipher_of(args)
+    require_existing_file(url)  # a mistyped path is an error, not a new empty file
     store = Store(url)
     try:
         state = store.schema_state()

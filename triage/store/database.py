@@ -36,8 +36,6 @@ from triage.store.errors import StoreError, UnstorableValue
 from triage.store.records import Decision, DecisionView, Feedback, ShadowDecision
 
 log = logging.getLogger(__name__)
-# Alembic logs its plugin set-up and every step at INFO; the record says what it migrated itself.
-logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 DEFAULT_DATA_DIR = Path("data")
@@ -576,19 +574,25 @@ def _view(connection: Connection, row: Any) -> DecisionView:
     )
 
 
+def require_existing_file(url: str) -> None:
+    """Refuse an SQLite URL whose file does not exist (opening it would create an empty one);
+    other URLs pass (their server says whether the database exists)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # Store() words the error
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not Path(database).is_file():
+            raise StoreError(f"no decision record at {describe(url)}: the file does not exist")
+
+
 def open_existing(url: str) -> Store:
     """The record at ``url``, which must already exist at this triage's schema: commands that
     read or correct a record never create or upgrade one (a mistyped SQLite path would otherwise
     leave an empty database behind and report "nothing" instead of the mistake). Raises
     :class:`StoreError` saying what to do otherwise."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        parsed = None  # Store() words the error
-    if parsed is not None and parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:" and not Path(database).is_file():
-            raise StoreError(f"no decision record at {describe(url)}: the file does not exist")
+    require_existing_file(url)
     store = open_store(url, create=False)
     try:
         state = store.schema_state()
