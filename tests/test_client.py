@@ -19,7 +19,7 @@ from triage.rpc.security import TlsConfig
 from triage.runtime.service import Limits
 from triage.training.train import TrainResult
 
-from .conftest import start_server
+from .conftest import TINY_CONFIG, start_server
 from .pki import Pki, make_pki
 
 TOKEN = "client-test-token-5d1e9c"
@@ -193,7 +193,7 @@ def test_model_info_describes_the_serving_model(
 ) -> None:
     info = client.model_info()
     assert info.version == "v1" and tuple(info.labels) == tiny_model.labels
-    assert info.candidate == "word_char_svm"
+    assert info.candidate == TINY_CONFIG.candidate
     assert info.review_threshold == pytest.approx(tiny_model.review_threshold)
     assert (info.limits.max_text_chars, info.limits.max_batch_size) == (2_000, 3)
 

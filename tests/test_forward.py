@@ -24,6 +24,7 @@ FITTED = {
     "svm-isotonic": fitted("word_char_svm", **{f"{CLASSIFIER}__method": "isotonic"}),
     "svm-sigmoid": fitted("word_char_svm", **{f"{CLASSIFIER}__method": "sigmoid"}),
     "word-svm": fitted("word_svm"),
+    "svm-plain": fitted("word_char_svm_plain"),
 }
 
 
@@ -55,7 +56,13 @@ def test_the_forward_pass_matches_on_any_text(texts: list[str]) -> None:
 
 
 def test_other_shapes_run_through_scikit_learn() -> None:
-    assert set(CANDIDATES) == {"word_lr", "word_char_svm", "word_svm", "complement_nb"}
+    assert set(CANDIDATES) == {
+        "word_lr",
+        "word_char_svm",
+        "word_char_svm_plain",
+        "word_svm",
+        "complement_nb",
+    }
     # Uncalibrated, and calibrated around a model without a linear decision function.
     assert ForwardPass.of(fitted("word_lr")) is None
     assert ForwardPass.of(fitted("complement_nb")) is None

@@ -28,7 +28,7 @@ from triage.training.train import TrainResult
 from triage.v1 import triage_pb2 as pb
 from triage.v1 import triage_pb2_grpc as pb_grpc
 
-from .conftest import REPO, start_server
+from .conftest import REPO, TINY_CONFIG, start_server
 from .pki import Pki, make_pki
 
 TOKEN = "correct-horse-battery-staple-7f3a"
@@ -167,7 +167,9 @@ def test_metrics_are_scraped_over_http(models_dir: Path) -> None:
     )
     assert predicted == 4.0  # 3 single + 1 valid batch item, counted once across processes
     assert "triage_batch_size_count" in body and "triage_queue_depth" in body
-    assert 'triage_model_info{candidate="word_char_svm"' in body and 'version="v1"' in body
+    assert (
+        f'triage_model_info{{candidate="{TINY_CONFIG.candidate}"' in body and 'version="v1"' in body
+    )
     assert 'triage_model_reloads_total{outcome="success"} 1.0' in body
     assert "triage_model_process_restarts_total 0.0" in body
 

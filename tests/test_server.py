@@ -31,6 +31,8 @@ from triage.training.train import TrainResult
 from triage.v1 import triage_pb2 as pb
 from triage.v1 import triage_pb2_grpc as pb_grpc
 
+from .conftest import TINY_CONFIG
+
 SERVICE = "triage.v1.TriageService"
 
 
@@ -130,7 +132,7 @@ def test_stream_answers_each_report_and_survives_a_bad_one(
 def test_model_info(stub: pb_grpc.TriageServiceStub) -> None:
     info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
     assert info.version == "v1" and list(info.labels) == sorted(info.labels)
-    assert len(info.labels) == 4 and info.candidate == "word_char_svm"
+    assert len(info.labels) == 4 and info.candidate == TINY_CONFIG.candidate
     assert info.review_threshold > 0 and info.review_target_precision == 0.99
     assert {"test_macro_f1", "cv_macro_f1", "test_ece"} <= set(info.metrics)
     assert (info.limits.max_text_chars, info.limits.max_batch_size) == (2_000, 50)

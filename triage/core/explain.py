@@ -10,6 +10,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from triage.core.identity import is_placeholder_term
 from triage.core.pipeline import CLASSIFIER, FEATURES, READABLE_FEATURES
 
 Terms = tuple[tuple[str, float], ...]
@@ -86,7 +87,11 @@ def readable_feature_names(features: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _meaningful(names: np.ndarray) -> np.ndarray:
     return np.fromiter(
-        (not all(word in ENGLISH_STOP_WORDS for word in name.split()) for name in names),
+        (
+            not all(word in ENGLISH_STOP_WORDS for word in name.split())
+            and not is_placeholder_term(name)
+            for name in names
+        ),
         dtype=bool,
         count=len(names),
     )

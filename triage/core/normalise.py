@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from typing import Any
 
 from sklearn.base import BaseEstimator, TransformerMixin
+
+from triage.core.identity import corpus_words, mask_identity_terms
 
 DEFAULT_MAX_CHARS = 20_000
 
@@ -86,16 +89,46 @@ def _is_cookie_banner(line: str) -> bool:
 
 
 class TextNormaliser(TransformerMixin, BaseEstimator):
-    """Pipeline step applying :func:`normalise_text` to every document."""
+    """Pipeline step applying :func:`normalise_text` to every document, then, with
+    ``identity_terms``, reading names, faiths, places of worship, nationalities and languages
+    as placeholders (:mod:`triage.core.identity`), so no swap of them can move the model."""
 
-    def __init__(self, max_chars: int = DEFAULT_MAX_CHARS) -> None:
+    # Models saved before the parameter existed load with it off, as they were trained.
+    identity_terms = False
+
+    def __init__(self, max_chars: int = DEFAULT_MAX_CHARS, identity_terms: bool = False) -> None:
         self.max_chars = max_chars
+        self.identity_terms = identity_terms
 
     def fit(self, texts: Iterable[str], y: object = None) -> TextNormaliser:
+        if self.identity_terms:
+            # The words of the training texts, one per line (one string: compact in a model
+            # file); a capitalised word outside them is read as a name.
+            normalised = [normalise_text(text, self.max_chars) for text in texts]
+            self.known_words_ = "\n".join(sorted(corpus_words(normalised)))
         return self
 
     def transform(self, texts: Iterable[str]) -> list[str]:
+        if self.identity_terms:
+            known = self._known_words()
+            return [
+                mask_identity_terms(normalise_text(text, self.max_chars), known) for text in texts
+            ]
         return [normalise_text(text, self.max_chars) for text in texts]
 
+    def _known_words(self) -> frozenset[str]:
+        packed: str = self.known_words_
+        cached: tuple[str, frozenset[str]] | None = self.__dict__.get("_known_set")
+        if cached is None or cached[0] is not packed:
+            cached = (packed, frozenset(packed.split("\n")) if packed else frozenset())
+            self.__dict__["_known_set"] = cached
+        return cached[1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop("_known_set", None)  # a cache, not part of the model
+        return state
+
     def __sklearn_is_fitted__(self) -> bool:
-        return True  # stateless: nothing to learn
+        # Without identity terms there is nothing to learn; with them, the training words.
+        return not self.identity_terms or hasattr(self, "known_words_")

@@ -73,12 +73,20 @@ def _word_lr(seed: int) -> Pipeline:
     )
 
 
-def _word_char_svm(seed: int) -> Pipeline:
+def _word_char_svm(seed: int, identity_terms: bool = True) -> Pipeline:
     features = FeatureUnion([(READABLE_FEATURES, _words()), ("char", _chars())])
     svm = LinearSVC(C=0.5, random_state=seed, max_iter=5000)
     return Pipeline(
-        [(NORMALISE, TextNormaliser()), (FEATURES, features), (CLASSIFIER, _calibrated(svm))]
+        [
+            (NORMALISE, TextNormaliser(identity_terms=identity_terms)),
+            (FEATURES, features),
+            (CLASSIFIER, _calibrated(svm)),
+        ]
     )
+
+
+def _word_char_svm_plain(seed: int) -> Pipeline:
+    return _word_char_svm(seed, identity_terms=False)
 
 
 def _word_svm(seed: int) -> Pipeline:
@@ -109,8 +117,18 @@ CANDIDATES: dict[str, Candidate] = {
         ),
         Candidate(
             "word_char_svm",
-            "word 1-2-gram + char_wb 2-5-gram TF-IDF + linear SVM, sigmoid-calibrated",
+            "word 1-2-gram + char_wb 2-5-gram TF-IDF + linear SVM, sigmoid-calibrated; names, "
+            "faiths, places of worship, nationalities and languages read as placeholders",
             _word_char_svm,
+            {
+                f"{CLASSIFIER}__estimator__C": [0.1, 0.3, 1.0],
+                f"{CLASSIFIER}__method": ["sigmoid", "isotonic"],
+            },
+        ),
+        Candidate(
+            "word_char_svm_plain",
+            "word_char_svm reading identity terms as written (no placeholders): to compare",
+            _word_char_svm_plain,
             {
                 f"{CLASSIFIER}__estimator__C": [0.1, 0.3, 1.0],
                 f"{CLASSIFIER}__method": ["sigmoid", "isotonic"],
