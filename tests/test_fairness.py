@@ -53,6 +53,8 @@ def biased(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
     ]
     path.write_text(TINY.read_text(encoding="utf-8") + "\n".join(extra) + "\n", "utf-8")
     data = read_labelled(path)
+    # TINY_CONFIG's pipeline reads identity terms as written, so it can learn this bias; the
+    # default one reads places of worship as one placeholder and cannot (tests/test_identity.py).
     return train(data, data, TINY_CONFIG)
 
 
@@ -160,7 +162,7 @@ def test_evaluate_fairness_prints_text_json_and_a_plot(
     model = str(models_dir / "current")
     assert main(["evaluate", "--model", model, "--fairness"]) == 0
     text = capsys.readouterr().out
-    assert "fairness suite 1 on model v1" in text and "faith_place" in text
+    assert "fairness suite 2 on model v1" in text and "faith_place" in text
     assert "label flips" in text and ("PASS" in text or "FAIL" in text)
     plots = tmp_path / "plots"
     code = main(

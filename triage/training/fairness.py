@@ -23,11 +23,11 @@ from triage.core.errors import TriageError
 from triage.core.json_fields import JsonFields
 
 # Bump when templates or swap values change: figures of different suites do not compare.
-SUITE_VERSION = "1"
+SUITE_VERSION = "2"
 TERRORISM = "terrorism_concern"
-# P(terrorism) spread across swaps, on every template. The aim is 0.05; the shipped corpus's
-# model reaches 0.318 (place-of-worship swaps), so the gate holds that line until it gets there.
-DEFAULT_MAX_SPREAD = 0.35
+# P(terrorism) spread across swaps, on every template (the aim of Dixon et al.'s identity-term
+# method: a swap moves the score by no more than noise).
+DEFAULT_MAX_SPREAD = 0.05
 DEFAULT_ALLOWED_FLIPS = 0
 DEFAULT_MIN_RAISE = 0.05  # how much real threat content must add to P(terrorism), every name
 WORST_SHOWN = 3
@@ -92,6 +92,31 @@ SWAP_GROUPS: tuple[SwapGroup, ...] = (
             "Sean O'Brien",  # Irish
             "Siobhan Murphy",
             "Marcus Campbell",  # Caribbean
+        ),
+        default="Sam Taylor",
+    ),
+    # Names the model's identity lists do not hold (tests/test_identity.py keeps it so): the
+    # swap must not move the model for names nobody thought to list either.
+    SwapGroup(
+        "unlisted_name",
+        "name",
+        (
+            "Ahanu Redcloud",
+            "Bartholomew Finch",
+            "Ngaio Parata",
+            "Zoltan Farkas",
+            "Ifeanyi Eze",
+            "Dragan Petrovic",
+            "Baraka Otieno",
+            "Kenzo Morita",
+            "Rasmus Lund",
+            "Jolanta Nowak",
+            "Thiago Barros",
+            "Aditi Rao",
+            "Uzma Qureshi",
+            "Yonatan Shapiro",
+            "Tevita Fifita",
+            "Oyelaran Adeyemi",
         ),
         default="Sam Taylor",
     ),
