@@ -11,6 +11,7 @@ import pytest
 
 from triage.core.artifacts import CARD_FILE, CURRENT, LEGACY_MODEL_FILE, MODEL_FILE, read_card
 from triage.core.card import CARD_FORMAT, LEGACY_PICKLE, SKOPS, ModelCard
+from triage.core.card_markdown import MARKDOWN_CARD_FILE, render_card
 from triage.core.errors import InvalidRecord, ModelLoadError
 from triage.core.model import load_model, load_model_bytes
 from triage.training.train import TrainResult
@@ -49,6 +50,30 @@ def test_a_written_card_reads_back_equal(models_dir: Path, tiny_result: TrainRes
     assert pickle.loads(pickle.dumps(card)) == card  # as it travels to Dask workers
     model_bytes = (models_dir / "v1" / MODEL_FILE).read_bytes()
     assert load_model_bytes(card, model_bytes).card == card
+
+
+def test_the_card_for_people_is_written_beside_the_model(
+    models_dir: Path, tiny_result: TrainResult
+) -> None:
+    card = read_card(models_dir / "v1")
+    text = (models_dir / "v1" / MARKDOWN_CARD_FILE).read_text(encoding="utf-8")
+    assert text == render_card(card)
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections == [
+        "## Model details",
+        "## Intended use",
+        "## Training data",
+        "## Evaluation",
+        "## Fairness",
+        "## Limitations",
+        "## Responsible use",
+    ]
+    cv = tiny_result.card.metrics.cv
+    assert f"# Model card: triage {card.version}" in text
+    assert f"(n={cv.n}): macro-F1 {cv.macro_f1:.3f}" in text
+    assert card.artifact.sha256 in text and "Never use a score as evidence" in text
+    for label, scores in cv.per_class.items():
+        assert f"| {label} | {scores.precision:.3f} | {scores.recall:.3f} |" in text
 
 
 def _leaves(value: Any, path: str = "") -> Iterator[str]:

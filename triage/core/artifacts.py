@@ -18,6 +18,7 @@ from sklearn.pipeline import Pipeline
 
 from triage.core.artifact_format import pipeline_from_bytes, pipeline_to_bytes
 from triage.core.card import LEGACY_PICKLE, SKOPS, ArtifactFile, ModelCard, TrainingRecord
+from triage.core.card_markdown import MARKDOWN_CARD_FILE, render_card
 from triage.core.errors import InvalidRecord, ModelLoadError
 from triage.core.pipeline import CLASSIFIER, FEATURES, NORMALISE
 
@@ -40,7 +41,8 @@ def new_version(now: datetime | None = None) -> str:
 def write_artifact(
     models_dir: Path, version: str, pipeline: Pipeline, training: TrainingRecord
 ) -> Path:
-    """Write ``models_dir/version/`` (pipeline + card) atomically and return its path.
+    """Write ``models_dir/version/`` (pipeline, card, and the card for people) atomically and
+    return its path.
 
     The card holds ``training`` with the version and the sha256 of the pipeline's skops file;
     the directory only appears under its final name once both files are complete.
@@ -62,6 +64,7 @@ def write_artifact(
         )
         card = ModelCard(version=version, training=training, artifact=artifact)
         (staging / CARD_FILE).write_text(card.to_json(), encoding="utf-8")
+        (staging / MARKDOWN_CARD_FILE).write_text(render_card(card), encoding="utf-8")
         staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
