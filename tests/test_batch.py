@@ -144,10 +144,18 @@ def test_output_formats_hold_every_row_once_in_input_order(
         "confidence",
         "needs_review",
         "model_version",
+        "review_reasons",
+        "secondary_label",
+        "language",
         "top_terms",
         *(f"prob_{label}" for label in tiny_model.labels),
     }
     assert float(first["confidence"]) == pytest.approx(expected[0].confidence, abs=1e-6)
+    names = {"below_threshold": "LOW_CONFIDENCE", "near_tie": "NEAR_TIE"}
+    for row, p in zip(rows, expected, strict=True):
+        assert row["review_reasons"] == ";".join(names[r] for r in p.review_reasons)
+        assert (row["secondary_label"] or "") == p.secondary_label
+        assert row["language"] == p.language == "en"
     assert first["model_version"] == "v1"
     assert summary.rows == summary.scored == 130 and sum(summary.labels.values()) == 130
     assert not progress_path_for(out).exists() and not (tmp_path / f"out{suffix}.parts").exists()

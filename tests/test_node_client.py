@@ -40,4 +40,4 @@ def test_node_client_calls_classify_batch_and_health(server: TriageServer) -> No
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "# pass 4" in done.stdout and "# fail 0" in done.stdout
+    assert "# pass 5" in done.stdout and "# fail 0" in done.stdout

@@ -23,6 +23,41 @@ class Classification:
     model_version: str
     explanation: list[tuple[str, float]]
     error: str | None = None
+    decision_id: str = ""
+    # Why it needs review: ReviewReason names without their prefix ("LOW_CONFIDENCE",
+    # "NEAR_TIE", "NON_ENGLISH", "NO_SIGNAL", "MIXED_DOCUMENT"; "UNSPECIFIED" for a value this
+    # client does not know yet).
+    review_reasons: tuple[str, ...] = ()
+    secondary_label: str = ""
+    language: str = ""
+    segments: tuple[SegmentAnswer, ...] = ()
+    # (start, end, weight) of the sentences that pushed towards ``label``, in the text sent.
+    evidence_sentences: tuple[tuple[int, int, float], ...] = ()
+    # (term, start, end, weight): the terms, located in the text sent.
+    evidence_terms: tuple[tuple[str, int, int, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class SegmentAnswer:
+    """One item of a document of several: ``text[start:end]`` and its own answer."""
+
+    start: int
+    end: int
+    label: str
+    confidence: float
+    scores: dict[str, float]
+    review_reasons: tuple[str, ...]
+
+
+def _reasons(values: Iterable[int]) -> tuple[str, ...]:
+    names = []
+    for value in values:
+        try:
+            name = pb.ReviewReason.Name(value)
+        except ValueError:  # a reason added after this client was built
+            name = "REVIEW_REASON_UNSPECIFIED"
+        names.append(name.removeprefix("REVIEW_REASON_"))
+    return tuple(names)
 
 
 class TriageClient:
@@ -112,4 +147,21 @@ def _from_response(r: pb.ClassifyResponse) -> Classification:
         model_version=r.model_version,
         explanation=[(e.term, e.weight) for e in r.explanation],
         error=r.error.message if r.HasField("error") else None,
+        decision_id=r.decision_id,
+        review_reasons=_reasons(r.review_reasons),
+        secondary_label=r.secondary_label,
+        language=r.language,
+        segments=tuple(
+            SegmentAnswer(
+                start=s.start,
+                end=s.end,
+                label=s.label,
+                confidence=s.confidence,
+                scores={x.label: x.probability for x in s.scores},
+                review_reasons=_reasons(s.review_reasons),
+            )
+            for s in r.segments
+        ),
+        evidence_sentences=tuple((s.start, s.end, s.weight) for s in r.evidence_sentences),
+        evidence_terms=tuple((t.term, t.start, t.end, t.weight) for t in r.evidence_terms),
     )

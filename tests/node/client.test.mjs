@@ -69,6 +69,50 @@ test("an empty report is INVALID_ARGUMENT with a readable message", async () => 
   });
 });
 
+test("reasons, language, evidence offsets and the items of a listing come back", async () => {
+  const listing = [
+    "Council news digest",
+    "",
+    "Library opening hours change over the holidays",
+    "By Dana Whitlock",
+    "03.02.2024",
+    "The central library will close early on Christmas Eve and reopen on the second of January with longer evening hours for students.",
+    "",
+    "Teenager arrested after school network hacked",
+    "By Priya Osei",
+    "02.02.2024",
+    "A 16-year-old has been arrested on suspicion of computer misuse after the school's network was broken into and pupils' records were copied.",
+    "",
+    "Bin collections move to Thursdays from March",
+    "By Dana Whitlock",
+    "01.02.2024",
+    "Households on the east side of town will have their recycling and general waste collected on Thursdays from the first week of March.",
+  ].join("\n");
+  const [single, foreign, digest] = await Promise.all([
+    call(client, "Classify", { text: "My email account was hacked and the password changed", report_id: "n1" }),
+    call(client, "Classify", { text: "Ktoś podszył się pod pracownika banku i ukradł moje oszczędności z konta.", report_id: "n2" }),
+    call(client, "Classify", { text: listing, report_id: "n3" }),
+  ]);
+  const text = "My email account was hacked and the password changed";
+  assert.equal(single.language, "en");
+  assert.ok(single.evidence_sentences.length > 0 && single.evidence_terms.length > 0);
+  for (const span of single.evidence_sentences) {
+    assert.ok(0 <= span.start && span.start < span.end && span.end <= text.length);
+  }
+  for (const term of single.evidence_terms) {
+    assert.equal(text.slice(term.start, term.end).toLowerCase().split(/\s+/).join(" "), term.term);
+  }
+  assert.equal(foreign.language, "pl");
+  assert.ok(foreign.needs_review);
+  assert.ok(foreign.review_reasons.includes("REVIEW_REASON_NON_ENGLISH"), foreign.review_reasons.join());
+  assert.equal(digest.segments.length, 3);
+  for (const item of digest.segments) {
+    assert.ok(item.label.length > 0 && item.end > item.start);
+  }
+  assert.ok(listing.slice(digest.segments[1].start, digest.segments[1].end).startsWith("Teenager arrested"));
+  assert.equal(digest.needs_review, digest.review_reasons.length > 0);
+});
+
 test("the standard health service says SERVING", async () => {
   const overall = await call(healthClient, "Check", { service: "" });
   assert.equal(overall.status, "SERVING");

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from triage.archive.row_decisions import row_decisions
 from triage.archive.rows import ArchiveRow
-from triage.archive.writers import EncodedChunk, encode_chunk
+from triage.archive.writers import EncodedChunk, OutputShape, encode_chunk
 from triage.core.model import TriageModel
 from triage.core.scoring import Report, score_reports
 
@@ -22,6 +22,7 @@ class ChunkTask:
     fmt: str
     explain_terms: int = 0
     record: bool = False
+    segments: bool = False  # one output row per item of a document of several
 
     def __call__(self, model: TriageModel, rows: Sequence[ArchiveRow]) -> EncodedChunk:
         reports = [
@@ -30,7 +31,8 @@ class ChunkTask:
         ]
         outcomes = score_reports(model, reports)
         scored_at = time.time()
-        chunk = encode_chunk(rows, outcomes, model.labels, self.fmt, self.explain_terms > 0)
+        shape = OutputShape(with_terms=self.explain_terms > 0, segments=self.segments)
+        chunk = encode_chunk(rows, outcomes, model.labels, self.fmt, shape)
         if self.record:
             chunk.decisions = row_decisions(rows, outcomes, model.labels)
             chunk.scored_at = scored_at

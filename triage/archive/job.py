@@ -27,6 +27,7 @@ from triage.archive.writers import (
     RESUME_HINT,
     Checkpoint,
     EncodedChunk,
+    OutputShape,
     ResultSink,
     output_format,
 )
@@ -49,6 +50,7 @@ class ScoreJob:
     workers: int = 1
     chunk_size: int = 500
     explain_terms: int = 0
+    segments: bool = False  # one output row per item of a document of several
     resume: bool = False
     overwrite: bool = False
     dask_scheduler: str | None = None  # "local" or tcp://host:8786; None: this machine only
@@ -80,7 +82,7 @@ def run_score_job(job: ScoreJob, progress: Progress | None = None) -> ScoreSumma
     summary, checkpoint, run_id = _prepare(job, state_path, identity)
     summary.model_version = card.version
     rows = islice(read_archive(job.archive), summary.rows, None)  # skip what is already done
-    task = ChunkTask(fmt, job.explain_terms, record=job.record is not None)
+    task = ChunkTask(fmt, job.explain_terms, record=job.record is not None, segments=job.segments)
     # Opened (a store that cannot be used refused) before any worker starts; closed last, after
     # the output is complete and the workers are gone, so that draining it holds up nothing.
     record = _run_record(job, card, run_id)
@@ -93,7 +95,7 @@ def run_score_job(job: ScoreJob, progress: Progress | None = None) -> ScoreSumma
             sink = ResultSink(
                 job.output,
                 card.labels,
-                job.explain_terms > 0,
+                OutputShape(with_terms=job.explain_terms > 0, segments=job.segments),
                 resume_from=checkpoint if job.resume else None,
             )
             try:
@@ -205,6 +207,7 @@ def _identity(job: ScoreJob, card: ModelCard, fmt: str) -> dict[str, Any]:
         "model": card.artifact.sha256,
         "output format": fmt,
         "explanation terms": job.explain_terms,
+        "segments": job.segments,
         RECORDING: job.record is not None,
     }
 

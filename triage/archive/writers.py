@@ -17,7 +17,7 @@ from typing import Any
 from triage.archive.row_decisions import RowDecision
 from triage.archive.rows import ArchiveRow
 from triage.core.errors import DataFileError
-from triage.core.model import Prediction
+from triage.core.model import REASON_NAMES, Prediction, Segment
 from triage.core.scoring import Outcome
 
 OUTPUT_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -32,12 +32,28 @@ def output_format(path: Path) -> str:
         raise DataFileError(path, "output must end in .csv, .jsonl or .parquet") from None
 
 
-def result_columns(labels: Sequence[str], with_terms: bool) -> list[str]:
-    """Output columns: id, label, confidence, needs_review, prob_<label>..., model_version."""
+@dataclass(frozen=True)
+class OutputShape:
+    """What an output row is: one per report (with ``with_terms``, its explanation terms), or,
+    with ``segments``, one per item of every report (a single report is one item)."""
+
+    with_terms: bool = False
+    segments: bool = False
+
+
+def result_columns(labels: Sequence[str], shape: OutputShape) -> list[str]:
+    """Output columns: id, label, confidence, needs_review, prob_<label>..., model_version,
+    review_reasons, secondary_label, language[, top_terms]; with ``segments``: id, segment,
+    start, end, label, confidence, needs_review, prob_<label>..., model_version,
+    review_reasons, document_label, document_reasons."""
+    if shape.segments:
+        columns = ["id", "segment", "start", "end", "label", "confidence", "needs_review"]
+        columns += [f"prob_{label}" for label in labels]
+        return [*columns, "model_version", "review_reasons", "document_label", "document_reasons"]
     columns = ["id", "label", "confidence", "needs_review"]
     columns += [f"prob_{label}" for label in labels]
-    columns.append("model_version")
-    if with_terms:
+    columns += ["model_version", "review_reasons", "secondary_label", "language"]
+    if shape.with_terms:
         columns.append("top_terms")
     return columns
 
@@ -61,7 +77,7 @@ def encode_chunk(
     outcomes: Sequence[Outcome],
     labels: Sequence[str],
     fmt: str,
-    with_terms: bool,
+    shape: OutputShape,
 ) -> EncodedChunk:
     """Turn a scored chunk into output records (input order) and error records."""
     records: list[dict[str, Any]] = []
@@ -80,10 +96,13 @@ def encode_chunk(
                 }
             )
             continue
-        records.append(_prediction_record(row.id, p, labels, with_terms))
+        if shape.segments:
+            records += _segment_records(row.id, len(row.text), p, labels)
+        else:
+            records.append(_prediction_record(row.id, p, labels, shape.with_terms))
         chunk.labels[p.label] += 1
         chunk.needs_review += p.needs_review
-    columns = result_columns(labels, with_terms)
+    columns = result_columns(labels, shape)
     if fmt == "csv":
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows([r[c] for c in columns] for r in records)
@@ -95,7 +114,7 @@ def encode_chunk(
     else:
         import pyarrow as pa
 
-        chunk.payload = pa.Table.from_pylist(records, schema=_arrow_schema(labels, with_terms))
+        chunk.payload = pa.Table.from_pylist(records, schema=_arrow_schema(labels, shape))
     return chunk
 
 
@@ -111,26 +130,63 @@ def _prediction_record(
         "needs_review": p.needs_review,
         **{f"prob_{label}": round(scores[label], 6) for label in labels},
         "model_version": p.model_version,
+        "review_reasons": _reasons(p.review_reasons),
+        "secondary_label": p.secondary_label,
+        "language": p.language,
     }
     if with_terms:
         record["top_terms"] = "; ".join(term for term, _ in p.top_terms)
     return record
 
 
-def _arrow_schema(labels: Sequence[str], with_terms: bool) -> Any:
+def _reasons(reasons: Sequence[str]) -> str:
+    return ";".join(REASON_NAMES.get(r, r) for r in reasons)
+
+
+def _segment_records(
+    report_id: str, length: int, p: Prediction, labels: Sequence[str]
+) -> list[dict[str, Any]]:
+    """One row per item of a document of several; a single report is one item, all of it."""
+    items = p.segments or (Segment(0, length, p.label, p.confidence, p.scores, p.review_reasons),)
+    out = []
+    for number, item in enumerate(items):
+        scores = dict(item.scores)
+        out.append(
+            {
+                "id": report_id,
+                "segment": number,
+                "start": item.start,
+                "end": item.end,
+                "label": item.label,
+                "confidence": round(item.confidence, 6),
+                "needs_review": bool(item.review_reasons),
+                **{f"prob_{label}": round(scores[label], 6) for label in labels},
+                "model_version": p.model_version,
+                "review_reasons": _reasons(item.review_reasons),
+                "document_label": p.label,
+                "document_reasons": _reasons(p.review_reasons),
+            }
+        )
+    return out
+
+
+def _arrow_schema(labels: Sequence[str], shape: OutputShape) -> Any:
     import pyarrow as pa
 
-    fields = [
-        ("id", pa.string()),
-        ("label", pa.string()),
-        ("confidence", pa.float64()),
-        ("needs_review", pa.bool_()),
-    ]
-    fields += [(f"prob_{label}", pa.float64()) for label in labels]
-    fields.append(("model_version", pa.string()))
-    if with_terms:
-        fields.append(("top_terms", pa.string()))
-    return pa.schema(fields)
+    types = {
+        "id": pa.string(),
+        "segment": pa.int64(),
+        "start": pa.int64(),
+        "end": pa.int64(),
+        "confidence": pa.float64(),
+        "needs_review": pa.bool_(),
+    }
+    return pa.schema(
+        [
+            (c, pa.float64() if c.startswith("prob_") else types.get(c, pa.string()))
+            for c in result_columns(labels, shape)
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -155,7 +211,7 @@ class ResultSink:
         self,
         path: Path,
         labels: Sequence[str],
-        with_terms: bool,
+        shape: OutputShape,
         resume_from: Checkpoint | None = None,
     ) -> None:
         self.path = path
@@ -163,7 +219,7 @@ class ResultSink:
         self.errors_path = errors_path_for(path)
         self.parts_dir = path.with_name(path.name + ".parts")
         self.labels = list(labels)
-        self.with_terms = with_terms
+        self.shape = shape
         start = resume_from or Checkpoint()
         self._parts = start.parts
         self._out: Any = None
@@ -187,7 +243,7 @@ class ResultSink:
                     # Whenever the output starts from nothing, a resumed run's included.
                     header = io.StringIO()
                     csv.writer(header, lineterminator="\n").writerow(
-                        result_columns(self.labels, with_terms)
+                        result_columns(self.labels, shape)
                     )
                     self._out.write(header.getvalue().encode("utf-8"))
 
@@ -230,7 +286,7 @@ class ResultSink:
         else:
             import pyarrow.parquet as pq
 
-            schema = _arrow_schema(self.labels, self.with_terms)
+            schema = _arrow_schema(self.labels, self.shape)
             tmp = self.path.with_name(self.path.name + ".tmp")
             with _writing(self.path), pq.ParquetWriter(tmp, schema) as writer:
                 for i in range(self._parts):

@@ -364,18 +364,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from triage.core.model import load_model
     from triage.training.corpus import read_labelled
     from triage.training.fairness import format_fairness, run_suite
-    from triage.training.metrics import evaluate, format_report
-    from triage.training.plots import write_fairness_plots, write_plots
+    from triage.training.metrics import evaluate, format_report, review_curve
+    from triage.training.plots import write_fairness_plots, write_plots, write_review_curve
 
     if args.data is None and not args.fairness:
         raise TriageError("evaluate needs --data FILE, --fairness, or both")
     model = load_model(args.model)
     evaluation = fairness = None
+    curve: list[tuple[float, float, float]] = []
     if args.data is not None:
         data = read_labelled(args.data, known_labels=set(model.labels))
-        evaluation = evaluate(
-            data.labels, model.predict_proba(data.texts), model.labels, model.review_threshold
-        )
+        proba = model.predict_proba(data.texts)
+        evaluation = evaluate(data.labels, proba, model.labels, model.review_threshold)
+        curve = review_curve(data.labels, proba, model.labels)
     if args.fairness:
         fairness = run_suite(
             model.predict_proba, model.labels, model.version, fairness_bounds(args)[0]
@@ -384,6 +385,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.plots is not None:
         if evaluation is not None:
             plots += [str(p) for p in write_plots(evaluation, args.plots)]
+            target = model.card.training.review.target_precision
+            plots.append(str(write_review_curve(curve, model.review_threshold, args.plots, target)))
         if fairness is not None:
             plots += [str(p) for p in write_fairness_plots(fairness, args.plots)]
     if args.format == "json":
@@ -394,15 +397,31 @@ def run_evaluate(args: argparse.Namespace) -> int:
             document["fairness"] = fairness.to_dict()
         if args.plots is not None:
             document["plots"] = plots
+        if curve:
+            document["review_curve"] = [
+                {"threshold": t, "review_rate": r, "accepted_precision": p} for t, r, p in curve
+            ]
         print_json(document)
     else:
         if evaluation is not None:
             print(format_report(f"model {model.version} on {args.data}", evaluation))
+            print(_format_curve(curve))
         if fairness is not None:
             print(format_fairness(fairness))
         for plot in plots:
             print(f"wrote {plot}")
     return EXIT_OK
+
+
+def _format_curve(curve: list[tuple[float, float, float]]) -> str:
+    """A few points of the precision / review-rate curve, for choosing a threshold."""
+    lines = ["  precision of accepted answers by share reviewed (threshold):"]
+    for aim in (0.0, 0.05, 0.10, 0.15, 0.20, 0.30):
+        points = [(t, r, p) for t, r, p in curve if r >= aim - 1e-9]
+        if points:
+            t, r, p = points[-1]  # the least review that reaches the aim
+            lines.append(f"    {r:6.1%} reviewed  precision {p:.3f}  (threshold {t:.3f})")
+    return "\n".join(lines)
 
 
 def run_classify(args: argparse.Namespace) -> int:
@@ -414,26 +433,78 @@ def run_classify(args: argparse.Namespace) -> int:
     if args.target:
         answer = _classify_remote(args.target, text, args.top_terms)
     else:
+        from triage.rpc.convert import to_response
+
         p = load_model(args.model).predict([text], top_k=args.top_terms)[0]
-        answer = {
-            "label": p.label,
-            "confidence": p.confidence,
-            "needs_review": p.needs_review,
-            "scores": dict(p.scores),
-            "top_terms": [list(t) for t in p.top_terms],
-            "model_version": p.model_version,
-        }
+        answer = _answer(_from_local(to_response(p, "")))
     if args.format == "json":
         print_json(answer)
         return EXIT_OK
-    review = "  (needs human review)" if answer["needs_review"] else ""
-    print(f"{answer['label']}  {answer['confidence']:.3f}{review}")
+    reasons = ", ".join(answer["review_reasons"])
+    review = f"  (needs human review: {reasons})" if answer["needs_review"] else ""
+    second = f", then {answer['secondary_label']}" if answer["secondary_label"] else ""
+    print(f"{answer['label']}  {answer['confidence']:.3f}{second}{review}")
     for label, score in answer["scores"].items():
         print(f"  {label:<20} {score:.3f}")
     terms = ", ".join(f"{term} ({weight:.3f})" for term, weight in answer["top_terms"])
     print(f"  top terms: {terms or '(none)'}")
+    print(f"  language: {answer['language'] or '(undetermined)'}")
+    for sentence in answer["evidence_sentences"]:
+        quoted = _excerpt(text[sentence["start"] : sentence["end"]])
+        print(f"  evidence [{sentence['start']}:{sentence['end']}] {quoted}")
+    for item in answer["segments"]:
+        marks = f"  ({', '.join(item['review_reasons'])})" if item["review_reasons"] else ""
+        headline = _excerpt(text[item["start"] : item["end"]])
+        print(
+            f"  item [{item['start']}:{item['end']}] {item['label']} "
+            f"{item['confidence']:.3f}{marks}  {headline}"
+        )
     print(f"  model {answer['model_version']}")
     return EXIT_OK
+
+
+def _excerpt(text: str, width: int = 70) -> str:
+    """One line of at most ``width`` characters from ``text``, for a terminal."""
+    line = " ".join(text.split())
+    return repr(line if len(line) <= width else line[: width - 1] + "…")
+
+
+def _from_local(response: Any) -> Any:
+    from triage.client import _from_response
+
+    return _from_response(response)
+
+
+def _answer(c: Any) -> dict[str, Any]:
+    """What `triage classify` prints, from the client's Classification (local or remote)."""
+    return {
+        "label": c.label,
+        "confidence": c.confidence,
+        "needs_review": c.needs_review,
+        "review_reasons": list(c.review_reasons),
+        "secondary_label": c.secondary_label,
+        "language": c.language,
+        "scores": c.scores,
+        "top_terms": [list(t) for t in c.explanation],
+        "evidence_sentences": [
+            {"start": a, "end": b, "weight": w} for a, b, w in c.evidence_sentences
+        ],
+        "evidence_terms": [
+            {"term": t, "start": a, "end": b, "weight": w} for t, a, b, w in c.evidence_terms
+        ],
+        "segments": [
+            {
+                "start": s.start,
+                "end": s.end,
+                "label": s.label,
+                "confidence": s.confidence,
+                "scores": s.scores,
+                "review_reasons": list(s.review_reasons),
+            }
+            for s in c.segments
+        ],
+        "model_version": c.model_version,
+    }
 
 
 def _classify_remote(target: str, text: str, top_terms: int) -> dict[str, Any]:
@@ -446,14 +517,7 @@ def _classify_remote(target: str, text: str, top_terms: int) -> dict[str, Any]:
             c = client.classify(text, explanation_terms=top_terms)
         except grpc.RpcError as err:
             raise TriageError(f"{target}: {err.code().name}: {err.details()}") from None
-    return {
-        "label": c.label,
-        "confidence": c.confidence,
-        "needs_review": c.needs_review,
-        "scores": c.scores,
-        "top_terms": [list(t) for t in c.explanation],
-        "model_version": c.model_version,
-    }
+    return _answer(c)
 
 
 def run_promote(args: argparse.Namespace) -> int:

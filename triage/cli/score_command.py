@@ -54,6 +54,12 @@ OPTIONS: tuple[Option | Switch, ...] = (
         default=0,
         metavar="N",
     ),
+    Switch(
+        "--segments",
+        "segments",
+        "one output row per item of a document of several items (listing pages, digests), with "
+        "the document id, the item's offsets and its own label; a single report is one item",
+    ),
     Switch("--resume", "resume", "continue an interrupted run"),
     Switch("--overwrite", "overwrite", "replace an existing output"),
     Switch("--quiet", "quiet", "no progress output"),
@@ -103,13 +109,14 @@ def cmd_score(args: argparse.Namespace) -> int:
         spec,
         args.out,
         args.model,
-        args.workers,
-        args.chunk_size,
-        args.explain,
-        args.resume,
-        args.overwrite,
-        args.dask,
-        record,
+        workers=args.workers,
+        chunk_size=args.chunk_size,
+        explain_terms=args.explain,
+        segments=args.segments,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        dask_scheduler=args.dask,
+        record=record,
     )
     mode = "off" if args.quiet else ("bar" if sys.stderr.isatty() else "log")
     total = None if mode == "off" else count_rows(spec)

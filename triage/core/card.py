@@ -241,6 +241,24 @@ class FairnessFigures:
 
 
 @dataclass(frozen=True)
+class ScopeSettings:
+    """What the model can read, as measured on its training texts: their language (ISO 639-1)
+    and the smallest share of a report's words it must know (``triage.core.scope``)."""
+
+    language: str
+    min_known_share: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"language": self.language, "min_known_share": self.min_known_share}
+
+    @classmethod
+    def read(cls, fields: JsonFields) -> ScopeSettings:
+        return cls(
+            language=fields.text("language"), min_known_share=fields.number("min_known_share")
+        )
+
+
+@dataclass(frozen=True)
 class TrainingRecord:
     """How a model was made and scored: everything on its card but the artifact's identity."""
 
@@ -259,6 +277,9 @@ class TrainingRecord:
     training_seconds: float
     # The fairness suite's figures; None on cards written before it existed.
     fairness: FairnessFigures | None = None
+    # What the model can read; None on cards written before the scope check (serving then
+    # uses triage.core.scope's defaults).
+    scope: ScopeSettings | None = None
 
     def to_dict(self) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -278,6 +299,8 @@ class TrainingRecord:
         }
         if self.fairness is not None:  # a card without figures is written back as it was read
             document["fairness"] = self.fairness.to_dict()
+        if self.scope is not None:
+            document["scope"] = self.scope.to_dict()
         return document
 
     @classmethod
@@ -301,6 +324,7 @@ class TrainingRecord:
                 if "fairness" in fields.names()
                 else None
             ),
+            scope=ScopeSettings.read(fields.child("scope")) if "scope" in fields.names() else None,
         )
 
 

@@ -68,7 +68,10 @@ class ForwardPass:
 
     def features(self, texts: Sequence[str]) -> Any:
         """The pipeline's feature matrix for ``texts`` (CSR, one row per text)."""
-        docs = self._normalise.transform(list(texts))
+        return self.features_of(self._normalise.transform(list(texts)))
+
+    def features_of(self, docs: list[str]) -> Any:
+        """The feature matrix for documents the pipeline's normaliser already read."""
         blocks = [_tfidf(v, docs) for v in self._vectorizers]
         return blocks[0] if len(blocks) == 1 else sp.hstack(blocks).tocsr()
 

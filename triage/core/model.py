@@ -16,12 +16,32 @@ from triage.core.errors import ModelLoadError
 from triage.core.evidence import EvidenceCheck
 from triage.core.explain import TermExplainer, Terms
 from triage.core.forward import ForwardPass
-from triage.core.pipeline import CLASSIFIER, FEATURES
+from triage.core.language import LanguageCheck
+from triage.core.pipeline import CLASSIFIER, FEATURES, NORMALISE
+from triage.core.scope import DEFAULT_MIN_KNOWN_SHARE, MODEL_LANGUAGE, KnownShare
+from triage.core.segments import find_items
+from triage.core.spans import NO_EVIDENCE as NO_SPANS
+from triage.core.spans import Evidence, SpanFinder
 
 DEFAULT_TOP_TERMS = 5
-# Why a prediction needs review, as Prediction.review_reasons names it (stable values).
-NO_EVIDENCE = "no_evidence"  # nothing the model can read: the scores are the training base rates
-BELOW_THRESHOLD = "below_threshold"  # the confidence is under the card's review threshold
+# Why a prediction needs review, as Prediction.review_reasons names them (stable values, kept in
+# the decision record; the proto's ReviewReason names are in brackets), in this order:
+NO_EVIDENCE = "no_evidence"  # [NO_SIGNAL] too little the model can read: training base rates
+NON_ENGLISH = "non_english"  # [NON_ENGLISH] not in the model's language (see ``language``)
+MIXED_DOCUMENT = "mixed_document"  # [MIXED_DOCUMENT] several items whose labels disagree
+BELOW_THRESHOLD = "below_threshold"  # [LOW_CONFIDENCE] confidence under the review threshold
+NEAR_TIE = "near_tie"  # [NEAR_TIE] the runner-up is within NEAR_TIE_MARGIN of the label
+REVIEW_REASONS = (NO_EVIDENCE, NON_ENGLISH, MIXED_DOCUMENT, BELOW_THRESHOLD, NEAR_TIE)
+# Their names on the wire and in archive output (the proto's ReviewReason without its prefix).
+REASON_NAMES = {
+    NO_EVIDENCE: "NO_SIGNAL",
+    NON_ENGLISH: "NON_ENGLISH",
+    MIXED_DOCUMENT: "MIXED_DOCUMENT",
+    BELOW_THRESHOLD: "LOW_CONFIDENCE",
+    NEAR_TIE: "NEAR_TIE",
+}
+# Top two scores this close: the runner-up is named (``secondary_label``) and the answer reviewed.
+NEAR_TIE_MARGIN = 0.2
 
 
 def _fitted_model_context() -> Any:
@@ -41,8 +61,29 @@ class Prediction:
     needs_review: bool
     top_terms: Terms  # (term, contribution) that pushed towards ``label``, strongest first
     model_version: str
-    # Why ``needs_review`` is set (NO_EVIDENCE, BELOW_THRESHOLD, in that order); empty if not.
+    # Why ``needs_review`` is set, in REVIEW_REASONS order; empty if not.
     review_reasons: tuple[str, ...] = ()
+    # The runner-up when it is within NEAR_TIE_MARGIN of ``label``, or the second concern of a
+    # mixed document; "" otherwise.
+    secondary_label: str = ""
+    # The report's language (ISO 639-1) when the check could tell; "" when it could not.
+    language: str = ""
+    # The items of a document of several (a listing page, a digest), in order; () otherwise.
+    segments: tuple[Segment, ...] = ()
+    # Where in the text the label came from (sentences and terms with character offsets).
+    evidence: Evidence = NO_SPANS
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One item of a document of several: ``text[start:end]`` and its own answer."""
+
+    start: int
+    end: int
+    label: str
+    confidence: float
+    scores: tuple[tuple[str, float], ...]
+    review_reasons: tuple[str, ...]
 
 
 class TriageModel:
@@ -56,57 +97,140 @@ class TriageModel:
         self.review_threshold = card.review_threshold
         self._explainer = TermExplainer(pipeline)
         self._evidence = EvidenceCheck(pipeline.named_steps[FEATURES])
+        self._known = KnownShare(pipeline.named_steps[FEATURES])
+        scope = card.training.scope
+        self.language = scope.language if scope is not None else MODEL_LANGUAGE
+        self.min_known_share = (
+            scope.min_known_share if scope is not None else DEFAULT_MIN_KNOWN_SHARE
+        )
+        self._language = LanguageCheck(expected=self.language)
+        self._spans = SpanFinder.of(pipeline)  # None: word features spans cannot mirror
         self._base_rates = _base_rates(card)
         self._forward = ForwardPass.of(pipeline)  # None: a shape scikit-learn runs as usual
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probabilities, one row per text, columns in ``labels`` order: those ``predict``
-        serves (a text with no evidence gets the training base rates)."""
-        return self._scored(texts)[1]
+        serves (a text the model cannot read gets the training base rates; a document of
+        several items the length-weighted mean of its items' scores)."""
+        return self._scored(list(texts)).proba[: len(texts)]
 
     def predict(self, texts: Sequence[str], top_k: int = DEFAULT_TOP_TERMS) -> list[Prediction]:
         """Score ``texts`` in one vectorised call; ``top_k`` explanation terms each (0: none)."""
         if len(texts) == 0:
             return []
-        features, proba, evidence = self._scored(texts)
+        texts = list(texts)
+        n = len(texts)
+        scored = self._scored(texts)
+        proba, signal = scored.proba, scored.signal
         best = proba.argmax(axis=1)
-        terms = self._explainer.top_terms(features, best, top_k)
+        own = scored.features[:n]
+        terms = self._explainer.top_terms(own, best[:n], top_k)
+        spans = (
+            self._spans.find(texts, own, best[:n]) if self._spans is not None else [NO_SPANS] * n
+        )
+        verdicts = self._language.check(texts)
         order = np.argsort(-proba, axis=1, kind="stable")
         predictions = []
-        for i in range(len(texts)):
-            below = bool(proba[i, best[i]] < self.review_threshold)
-            reasons = _review_reasons(bool(evidence[i]), below)
+        for i in range(n):
+            segments = tuple(
+                Segment(start, end, *self._answer(proba, order, row, bool(signal[row])))
+                for (start, end), row in scored.items[i]
+            )
+            label, confidence, scores, reasons = self._answer(
+                proba, order, i, bool(signal[i]), not verdicts[i].in_scope, segments
+            )
+            runner_up = self.labels[order[i, 1]] if len(self.labels) > 1 else ""
+            secondary = runner_up if NEAR_TIE in reasons or MIXED_DOCUMENT in reasons else ""
             predictions.append(
                 Prediction(
-                    label=self.labels[best[i]],
-                    confidence=float(proba[i, best[i]]),
-                    scores=tuple((self.labels[j], float(proba[i, j])) for j in order[i]),
+                    label=label,
+                    confidence=confidence,
+                    scores=scores,
                     needs_review=bool(reasons),
                     # Without evidence the label is the base rates' and no term chose it.
-                    top_terms=terms[i] if evidence[i] else (),
+                    top_terms=terms[i] if signal[i] else (),
                     model_version=self.version,
                     review_reasons=reasons,
+                    secondary_label=secondary,
+                    language=verdicts[i].language,
+                    segments=segments,
+                    evidence=spans[i] if signal[i] else NO_SPANS,
                 )
             )
         return predictions
 
-    def _scored(self, texts: Sequence[str]) -> tuple[Any, np.ndarray, np.ndarray]:
-        # With no feature it can read, a classifier's answer is its intercepts, which a
-        # calibrator fitted on real reports can map to near certainty (a bomb threat in Chinese
-        # came out "general 1.000"). A calibrated classifier with no evidence should answer the
-        # prior: each label's share of the training data.
-        features, proba = self._features_and_proba(texts)
-        evidence = self._evidence.rows_with_evidence(features)
-        return features, np.where(evidence[:, np.newaxis], proba, self._base_rates), evidence
+    def _answer(
+        self,
+        proba: np.ndarray,
+        order: np.ndarray,
+        row: int,
+        signal: bool,
+        foreign: bool = False,
+        segments: tuple[Segment, ...] = (),
+    ) -> tuple[str, float, tuple[tuple[str, float], ...], tuple[str, ...]]:
+        """Label, confidence, scores and review reasons of one row of ``proba``."""
+        top = order[row]
+        confidence = float(proba[row, top[0]])
+        margin = confidence - float(proba[row, top[1]]) if len(top) > 1 else 1.0
+        flags = {
+            NO_EVIDENCE: not signal,
+            NON_ENGLISH: foreign,
+            MIXED_DOCUMENT: len({s.label for s in segments}) > 1,
+            BELOW_THRESHOLD: confidence < self.review_threshold,
+            NEAR_TIE: signal and margin <= NEAR_TIE_MARGIN,
+        }
+        reasons = tuple(reason for reason in REVIEW_REASONS if flags[reason])
+        scores = tuple((self.labels[j], float(proba[row, j])) for j in top)
+        return self.labels[top[0]], confidence, scores, reasons
 
-    def _features_and_proba(self, texts: Sequence[str]) -> tuple[Any, np.ndarray]:
+    def _scored(self, texts: list[str]) -> _Scored:
+        # Each item of a document of several is scored too, in the same model call: its rows
+        # follow the documents' rows.
+        items = [find_items(text) for text in texts]
+        extra = [
+            text[start:end]
+            for text, spans in zip(texts, items, strict=True)
+            for start, end in spans
+        ]
+        features, docs, proba = self._features_and_proba([*texts, *extra])
+        # With little it can read, a classifier's answer is mostly its intercepts, which a
+        # calibrator fitted on real reports can map to near certainty (a bomb threat in Chinese
+        # came out "general 1.000"). The honest answer is the prior: each label's share of the
+        # training data.
+        signal = self._evidence.rows_with_evidence(features) & (
+            self._known.shares(docs, features) >= self.min_known_share
+        )
+        proba = np.where(signal[:, np.newaxis], proba, self._base_rates)
+        rows: list[list[tuple[tuple[int, int], int]]] = []
+        at = len(texts)
+        for i, spans in enumerate(items):
+            mine = list(zip(spans, range(at, at + len(spans)), strict=True))
+            at += len(spans)
+            rows.append(mine)
+            readable = [r for _, r in mine if signal[r]]
+            if readable:  # the document's scores: its readable items', weighted by their length
+                lengths = np.array([e - s for (s, e), r in mine if signal[r]], dtype=np.float64)
+                proba[i] = lengths @ proba[readable] / lengths.sum()
+                signal[i] = True
+        return _Scored(features=features, proba=proba, signal=signal, items=rows)
+
+    def _features_and_proba(self, texts: Sequence[str]) -> tuple[Any, list[str], np.ndarray]:
         with _fitted_model_context():
+            docs = self.pipeline.named_steps[NORMALISE].transform(list(texts))
             if self._forward is not None:
-                features = self._forward.features(texts)
-                return features, self._forward.predict_proba(features)
-            features = self.pipeline[:-1].transform(list(texts))
+                features = self._forward.features_of(docs)
+                return features, docs, self._forward.predict_proba(features)
+            features = self.pipeline.named_steps[FEATURES].transform(docs)
             proba = self.pipeline.named_steps[CLASSIFIER].predict_proba(features)
-            return features, np.asarray(proba)
+            return features, docs, np.asarray(proba)
+
+
+@dataclass(frozen=True)
+class _Scored:
+    features: Any  # one row per text, then one per item of every document of several
+    proba: np.ndarray  # the same rows, as served
+    signal: np.ndarray  # per row: something the model can read
+    items: list[list[tuple[tuple[int, int], int]]]  # per text: (its item's offsets, its row)
 
 
 def _base_rates(card: ModelCard) -> np.ndarray:
@@ -115,13 +239,6 @@ def _base_rates(card: ModelCard) -> np.ndarray:
     rates = np.array([counts.get(label, 0) for label in card.labels], dtype=np.float64)
     total = rates.sum()
     return rates / total if total > 0 else np.full(len(rates), 1 / len(rates))
-
-
-def _review_reasons(has_evidence: bool, below_threshold: bool) -> tuple[str, ...]:
-    reasons = [] if has_evidence else [NO_EVIDENCE]
-    if below_threshold:
-        reasons.append(BELOW_THRESHOLD)
-    return tuple(reasons)
 
 
 def load_model(path: Path | str) -> TriageModel:

@@ -117,7 +117,11 @@ class TextNormaliser(TransformerMixin, BaseEstimator):
         return [normalise_text(text, self.max_chars) for text in texts]
 
     def _known_words(self) -> frozenset[str]:
-        packed: str = self.known_words_
+        # A model file holding no words (or not a string of them) reads every capitalised word
+        # as a name rather than failing every call.
+        packed = getattr(self, "known_words_", "")
+        if not isinstance(packed, str):
+            packed = ""
         cached: tuple[str, frozenset[str]] | None = self.__dict__.get("_known_set")
         if cached is None or cached[0] is not packed:
             cached = (packed, frozenset(packed.split("\n")) if packed else frozenset())

@@ -6,7 +6,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from triage.core.errors import InvalidReport, TriageError
-from triage.core.model import DEFAULT_TOP_TERMS, Prediction
+from triage.core.model import (
+    BELOW_THRESHOLD,
+    DEFAULT_TOP_TERMS,
+    MIXED_DOCUMENT,
+    NEAR_TIE,
+    NO_EVIDENCE,
+    NON_ENGLISH,
+    Prediction,
+)
 from triage.core.scoring import Outcome, Report
 from triage.rpc.intake import Unread
 from triage.rpc.status_codes import status_for
@@ -75,7 +83,44 @@ def to_response(
         needs_review=prediction.needs_review,
         model_version=prediction.model_version,
         explanation=[pb.ExplanationTerm(term=t, weight=w) for t, w in prediction.top_terms],
+        review_reasons=review_reasons(prediction.review_reasons),
+        secondary_label=prediction.secondary_label,
+        language=prediction.language,
+        segments=[
+            pb.Segment(
+                start=s.start,
+                end=s.end,
+                label=s.label,
+                confidence=s.confidence,
+                scores=[pb.LabelScore(label=label, probability=p) for label, p in s.scores],
+                review_reasons=review_reasons(s.review_reasons),
+            )
+            for s in prediction.segments
+        ],
+        evidence_sentences=[
+            pb.TextSpan(start=s.start, end=s.end, weight=s.weight)
+            for s in prediction.evidence.sentences
+        ],
+        evidence_terms=[
+            pb.EvidenceTerm(term=t.term, start=t.start, end=t.end, weight=t.weight)
+            for t in prediction.evidence.terms
+        ],
     )
+
+
+# The model's review reasons (stable strings, as the decision record keeps them) on the wire.
+_REASONS = {
+    NO_EVIDENCE: pb.REVIEW_REASON_NO_SIGNAL,
+    NON_ENGLISH: pb.REVIEW_REASON_NON_ENGLISH,
+    MIXED_DOCUMENT: pb.REVIEW_REASON_MIXED_DOCUMENT,
+    BELOW_THRESHOLD: pb.REVIEW_REASON_LOW_CONFIDENCE,
+    NEAR_TIE: pb.REVIEW_REASON_NEAR_TIE,
+}
+
+
+def review_reasons(reasons: Sequence[str]) -> list[pb.ReviewReason]:
+    """``reasons`` as the proto's ReviewReason values (an unknown one as UNSPECIFIED)."""
+    return [_REASONS.get(r, pb.REVIEW_REASON_UNSPECIFIED) for r in reasons]
 
 
 def to_error_response(report_id: str, error: TriageError) -> pb.ClassifyResponse:

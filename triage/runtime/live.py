@@ -22,6 +22,8 @@ WARMUP_TEXTS = (
     "Someone rang pretending to be my bank and I paid them.",
     "Our office network was hit by ransomware overnight.",
     "A car was broken into on the high street last night.",
+    # Not English: builds the language detector (~1 s, once per process) before serving.
+    "Ktoś ukradł mi rower sprzed sklepu wczoraj wieczorem.",
 )
 
 

@@ -72,6 +72,25 @@ def choose_review_threshold(
     return float(conf_sorted[ok[-1]])
 
 
+def review_curve(
+    y_true: Sequence[str] | np.ndarray, proba: np.ndarray, labels: Sequence[str]
+) -> list[tuple[float, float, float]]:
+    """Every threshold an operator could choose, as (threshold, review rate, precision of the
+    accepted answers): one point per distinct confidence, most reviewed last."""
+    confidence = proba.max(axis=1)
+    correct = np.asarray(labels)[proba.argmax(axis=1)] == np.asarray(y_true)
+    order = np.argsort(-confidence, kind="stable")
+    conf_sorted = confidence[order]
+    accepted = np.arange(1, len(order) + 1)
+    precision = np.cumsum(correct[order]) / accepted
+    last_of_tie = np.r_[conf_sorted[1:] != conf_sorted[:-1], True] if len(order) else []
+    n = len(order)
+    return [
+        (float(conf_sorted[i]), 1.0 - accepted[i] / n, float(precision[i]))
+        for i in np.flatnonzero(last_of_tie)
+    ]
+
+
 def evaluate(
     y_true: Sequence[str] | np.ndarray,
     proba: np.ndarray,

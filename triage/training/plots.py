@@ -3,6 +3,7 @@ matplotlib)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,45 @@ def write_plots(evaluation: Evaluation, out_dir: Path) -> list[Path]:
     fig.savefig(reliability_path, dpi=120)
     plt.close(fig)
     return [confusion_path, reliability_path]
+
+
+def write_review_curve(
+    curve: Sequence[tuple[float, float, float]],
+    threshold: float | None,
+    out_dir: Path,
+    target: float | None = None,
+) -> Path:
+    """Write ``review_curve.png``: precision of the accepted answers against the share sent to
+    review, one point per threshold an operator could choose; the model's own marked."""
+    plt = _pyplot(out_dir)
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    rates = [rate for _, rate, _ in curve]
+    precisions = [p for _, _, p in curve]
+    ax.plot(rates, precisions, "-", color="navy", label="precision of accepted answers")
+    if target is not None:
+        ax.axhline(target, color="grey", linestyle="--", label=f"target {target:.2f}")
+    if threshold is not None and curve:
+        accepted = [(r, p) for t, r, p in curve if t >= threshold]
+        if accepted:
+            rate, precision = accepted[-1]
+            ax.plot([rate], [precision], "o", color="darkorange", markersize=9)
+            ax.annotate(
+                f"threshold {threshold:.3f}: {rate:.1%} reviewed, precision {precision:.3f}",
+                (rate, precision),
+                textcoords="offset points",
+                xytext=(10, -18),
+            )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(max(0.0, min(precisions, default=0.0) - 0.02), 1.005)
+    ax.set_xlabel("share of reports sent to review")
+    ax.set_ylabel("precision of the answers not reviewed")
+    ax.set_title("Precision / review rate: choosing the review threshold")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    path = out_dir / "review_curve.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def write_fairness_plots(report: FairnessReport, out_dir: Path) -> list[Path]:

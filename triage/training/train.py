@@ -6,6 +6,7 @@ import platform
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ from triage.core.card import (
     DataProvenance,
     GridPoint,
     ReviewThreshold,
+    ScopeSettings,
     TrainingData,
     TrainingMetrics,
     TrainingRecord,
@@ -31,6 +33,8 @@ from triage.core.card import (
 from triage.core.errors import DataFileError
 from triage.core.evaluation import Evaluation
 from triage.core.json_fields import Scalar
+from triage.core.pipeline import FEATURES, NORMALISE
+from triage.core.scope import MODEL_LANGUAGE, KnownShare, min_known_share
 from triage.training.candidates import DEFAULT_CANDIDATE, get_candidate
 from triage.training.corpus import LabelledData, TrainingSet
 from triage.training.metrics import choose_review_threshold, evaluate
@@ -170,8 +174,18 @@ def train(
         metrics=TrainingMetrics(cv=cv_eval, test=test_eval),
         libraries=library_versions(),
         training_seconds=round(time.perf_counter() - started, 2),
+        scope=_scope(pipeline, texts),
     )
     return TrainResult(pipeline=pipeline, card=card)
+
+
+def _scope(pipeline: Pipeline, texts: Sequence[str]) -> ScopeSettings:
+    """The scope the fitted ``pipeline`` reads: the corpus language and the smallest known share
+    (``triage.core.scope``) it accepts, from its own training texts."""
+    docs = pipeline.named_steps[NORMALISE].transform(list(texts))
+    features = pipeline.named_steps[FEATURES].transform(docs)
+    shares = KnownShare(pipeline.named_steps[FEATURES]).shares(docs, features)
+    return ScopeSettings(language=MODEL_LANGUAGE, min_known_share=min_known_share(shares))
 
 
 def describe(data: LabelledData) -> DataProvenance:

@@ -1,10 +1,26 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class ReviewReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REVIEW_REASON_UNSPECIFIED: _ClassVar[ReviewReason]
+    REVIEW_REASON_LOW_CONFIDENCE: _ClassVar[ReviewReason]
+    REVIEW_REASON_NEAR_TIE: _ClassVar[ReviewReason]
+    REVIEW_REASON_NON_ENGLISH: _ClassVar[ReviewReason]
+    REVIEW_REASON_NO_SIGNAL: _ClassVar[ReviewReason]
+    REVIEW_REASON_MIXED_DOCUMENT: _ClassVar[ReviewReason]
+REVIEW_REASON_UNSPECIFIED: ReviewReason
+REVIEW_REASON_LOW_CONFIDENCE: ReviewReason
+REVIEW_REASON_NEAR_TIE: ReviewReason
+REVIEW_REASON_NON_ENGLISH: ReviewReason
+REVIEW_REASON_NO_SIGNAL: ReviewReason
+REVIEW_REASON_MIXED_DOCUMENT: ReviewReason
 
 class ClassifyRequest(_message.Message):
     __slots__ = ("text", "report_id", "max_explanation_terms")
@@ -17,7 +33,7 @@ class ClassifyRequest(_message.Message):
     def __init__(self, text: _Optional[str] = ..., report_id: _Optional[str] = ..., max_explanation_terms: _Optional[int] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
-    __slots__ = ("report_id", "label", "confidence", "scores", "needs_review", "model_version", "explanation", "error", "decision_id")
+    __slots__ = ("report_id", "label", "confidence", "scores", "needs_review", "model_version", "explanation", "error", "decision_id", "review_reasons", "secondary_label", "language", "segments", "evidence_sentences", "evidence_terms")
     REPORT_ID_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +43,12 @@ class ClassifyResponse(_message.Message):
     EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_REASONS_FIELD_NUMBER: _ClassVar[int]
+    SECONDARY_LABEL_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_SENTENCES_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_TERMS_FIELD_NUMBER: _ClassVar[int]
     report_id: str
     label: str
     confidence: float
@@ -36,7 +58,51 @@ class ClassifyResponse(_message.Message):
     explanation: _containers.RepeatedCompositeFieldContainer[ExplanationTerm]
     error: ReportError
     decision_id: str
-    def __init__(self, report_id: _Optional[str] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., scores: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., needs_review: _Optional[bool] = ..., model_version: _Optional[str] = ..., explanation: _Optional[_Iterable[_Union[ExplanationTerm, _Mapping]]] = ..., error: _Optional[_Union[ReportError, _Mapping]] = ..., decision_id: _Optional[str] = ...) -> None: ...
+    review_reasons: _containers.RepeatedScalarFieldContainer[ReviewReason]
+    secondary_label: str
+    language: str
+    segments: _containers.RepeatedCompositeFieldContainer[Segment]
+    evidence_sentences: _containers.RepeatedCompositeFieldContainer[TextSpan]
+    evidence_terms: _containers.RepeatedCompositeFieldContainer[EvidenceTerm]
+    def __init__(self, report_id: _Optional[str] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., scores: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., needs_review: _Optional[bool] = ..., model_version: _Optional[str] = ..., explanation: _Optional[_Iterable[_Union[ExplanationTerm, _Mapping]]] = ..., error: _Optional[_Union[ReportError, _Mapping]] = ..., decision_id: _Optional[str] = ..., review_reasons: _Optional[_Iterable[_Union[ReviewReason, str]]] = ..., secondary_label: _Optional[str] = ..., language: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., evidence_sentences: _Optional[_Iterable[_Union[TextSpan, _Mapping]]] = ..., evidence_terms: _Optional[_Iterable[_Union[EvidenceTerm, _Mapping]]] = ...) -> None: ...
+
+class TextSpan(_message.Message):
+    __slots__ = ("start", "end", "weight")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    weight: float
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class EvidenceTerm(_message.Message):
+    __slots__ = ("term", "start", "end", "weight")
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    term: str
+    start: int
+    end: int
+    weight: float
+    def __init__(self, term: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class Segment(_message.Message):
+    __slots__ = ("start", "end", "label", "confidence", "scores", "review_reasons")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_REASONS_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    label: str
+    confidence: float
+    scores: _containers.RepeatedCompositeFieldContainer[LabelScore]
+    review_reasons: _containers.RepeatedScalarFieldContainer[ReviewReason]
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., label: _Optional[str] = ..., confidence: _Optional[float] = ..., scores: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., review_reasons: _Optional[_Iterable[_Union[ReviewReason, str]]] = ...) -> None: ...
 
 class LabelScore(_message.Message):
     __slots__ = ("label", "probability")
