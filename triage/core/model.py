@@ -16,7 +16,7 @@ from triage.core.errors import ModelLoadError
 from triage.core.evidence import EvidenceCheck
 from triage.core.explain import TermExplainer, Terms
 from triage.core.forward import ForwardPass
-from triage.core.language import LanguageCheck
+from triage.core.language import LanguageCheck, LanguageVerdict
 from triage.core.pipeline import CLASSIFIER, FEATURES, NORMALISE
 from triage.core.scope import DEFAULT_MIN_KNOWN_SHARE, MODEL_LANGUAGE, KnownShare
 from triage.core.segments import find_items
@@ -42,6 +42,18 @@ REASON_NAMES = {
 }
 # Top two scores this close: the runner-up is named (``secondary_label``) and the answer reviewed.
 NEAR_TIE_MARGIN = 0.2
+# A (Latin-script) text with at least this share of its words known to the model is in the
+# model's language without asking the language detector.
+KNOWN_LANGUAGE_SHARE = 0.6
+_IN_LANGUAGE: dict[str, LanguageVerdict] = {}
+
+
+def _latin(text: str) -> bool:
+    """Whether the first characters' letters are (almost) all ASCII: a cheap guard so that a
+    text in another script never skips the language check."""
+    head = text[:2000]
+    extra = len(head.encode("utf-8", "surrogatepass")) - len(head)  # >= 1 per non-ASCII char
+    return head.isascii() or extra <= len(head) // 25
 
 
 def _fitted_model_context() -> Any:
@@ -104,6 +116,7 @@ class TriageModel:
             scope.min_known_share if scope is not None else DEFAULT_MIN_KNOWN_SHARE
         )
         self._language = LanguageCheck(expected=self.language)
+        _IN_LANGUAGE.setdefault(self.language, LanguageVerdict(self.language, True, 1.0))
         self._spans = SpanFinder.of(pipeline)  # None: word features spans cannot mirror
         self._base_rates = _base_rates(card)
         self._forward = ForwardPass.of(pipeline)  # None: a shape scikit-learn runs as usual
@@ -125,20 +138,33 @@ class TriageModel:
         best = proba.argmax(axis=1)
         own = scored.features[:n]
         terms = self._explainer.top_terms(own, best[:n], top_k)
-        spans = (
-            self._spans.find(texts, own, best[:n]) if self._spans is not None else [NO_SPANS] * n
-        )
-        verdicts = self._language.check(texts)
+        verdicts = self._verdicts(texts, scored.shares[:n])
         order = np.argsort(-proba, axis=1, kind="stable")
-        predictions = []
+        answers = []
         for i in range(n):
             segments = tuple(
                 Segment(start, end, *self._answer(proba, order, row, bool(signal[row])))
                 for (start, end), row in scored.items[i]
             )
-            label, confidence, scores, reasons = self._answer(
-                proba, order, i, bool(signal[i]), not verdicts[i].in_scope, segments
+            answers.append(
+                (
+                    segments,
+                    self._answer(
+                        proba, order, i, bool(signal[i]), not verdicts[i].in_scope, segments
+                    ),
+                )
             )
+        # Evidence spans for the answers a person will review (the review desk shows them in
+        # the text): they cost about a quarter of a prediction, which every accepted answer
+        # would otherwise pay for nothing; an accepted answer keeps its explanation terms.
+        spans = [NO_SPANS] * n
+        shown = [i for i, (_, a) in enumerate(answers) if a[3] and signal[i]]
+        if self._spans is not None and shown:
+            found = self._spans.find([texts[i] for i in shown], own[shown], best[shown])
+            for i, evidence in zip(shown, found, strict=True):
+                spans[i] = evidence
+        predictions = []
+        for i, (segments, (label, confidence, scores, reasons)) in enumerate(answers):
             runner_up = self.labels[order[i, 1]] if len(self.labels) > 1 else ""
             secondary = runner_up if NEAR_TIE in reasons or MIXED_DOCUMENT in reasons else ""
             predictions.append(
@@ -154,10 +180,23 @@ class TriageModel:
                     secondary_label=secondary,
                     language=verdicts[i].language,
                     segments=segments,
-                    evidence=spans[i] if signal[i] else NO_SPANS,
+                    evidence=spans[i],
                 )
             )
         return predictions
+
+    def _verdicts(self, texts: list[str], shares: np.ndarray) -> list[LanguageVerdict]:
+        """The language of each text. A text mostly made of words this model knows is in its
+        language, without asking the detector (foreign texts share 0 to 0.3 of their words with
+        it, its own training texts 0.65 to 1); the others are checked."""
+        verdicts: list[LanguageVerdict | None] = [
+            _IN_LANGUAGE[self.language] if share >= KNOWN_LANGUAGE_SHARE and _latin(t) else None
+            for t, share in zip(texts, shares, strict=True)
+        ]
+        rest = [i for i, v in enumerate(verdicts) if v is None]
+        for i, verdict in zip(rest, self._language.check([texts[i] for i in rest]), strict=True):
+            verdicts[i] = verdict
+        return [v for v in verdicts if v is not None]
 
     def _answer(
         self,
@@ -197,9 +236,8 @@ class TriageModel:
         # calibrator fitted on real reports can map to near certainty (a bomb threat in Chinese
         # came out "general 1.000"). The honest answer is the prior: each label's share of the
         # training data.
-        signal = self._evidence.rows_with_evidence(features) & (
-            self._known.shares(docs, features) >= self.min_known_share
-        )
+        shares = self._known.shares(docs, features)
+        signal = self._evidence.rows_with_evidence(features) & (shares >= self.min_known_share)
         proba = np.where(signal[:, np.newaxis], proba, self._base_rates)
         rows: list[list[tuple[tuple[int, int], int]]] = []
         at = len(texts)
@@ -212,7 +250,7 @@ class TriageModel:
                 lengths = np.array([e - s for (s, e), r in mine if signal[r]], dtype=np.float64)
                 proba[i] = lengths @ proba[readable] / lengths.sum()
                 signal[i] = True
-        return _Scored(features=features, proba=proba, signal=signal, items=rows)
+        return _Scored(features=features, proba=proba, signal=signal, shares=shares, items=rows)
 
     def _features_and_proba(self, texts: Sequence[str]) -> tuple[Any, list[str], np.ndarray]:
         with _fitted_model_context():
@@ -230,6 +268,7 @@ class _Scored:
     features: Any  # one row per text, then one per item of every document of several
     proba: np.ndarray  # the same rows, as served
     signal: np.ndarray  # per row: something the model can read
+    shares: np.ndarray  # per row: the known share of its words (triage.core.scope)
     items: list[list[tuple[tuple[int, int], int]]]  # per text: (its item's offsets, its row)
 
 
