@@ -1,6 +1,6 @@
 """What recording decisions costs: the gRPC service and archive scoring with and without the
 decision record (SQLite and PostgreSQL), measured side by side in one run, and how fast the
-journal's writer puts decisions into each store.
+journal's writer (a process of its own) puts decisions into each store.
 
 Repeats are interleaved (no record, SQLite, PostgreSQL, then again), so that the machine's
 drift falls on every configuration alike; the figures are medians and ratios to "no record".
@@ -8,6 +8,7 @@ drift falls on every configuration alike; the figures are medians and ratios to 
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
@@ -63,10 +64,14 @@ def bench_record_service(
                     for backend, server in servers.items():
                         cpu_before = server.cpu_seconds()
                         front_before = _tree_cpu(server.process.pid, descend=False)
+                        writer_before = _writer_cpu(Path(tmp) / f"spool-{backend}")
                         run = _load(server.target, 64, 1, seconds, _unary(texts), Transport())
                         run["server_cpu_cores"] = (server.cpu_seconds() - cpu_before) / seconds
                         run["front_cpu_cores"] = (
                             _tree_cpu(server.process.pid, descend=False) - front_before
+                        ) / seconds
+                        run["writer_cpu_cores"] = (
+                            _writer_cpu(Path(tmp) / f"spool-{backend}") - writer_before
                         ) / seconds
                         runs[backend].append(run)
                 for backend, backend_runs in runs.items():
@@ -83,6 +88,22 @@ def bench_record_service(
     finally:
         drop_postgres(pg_name)
     return results
+
+
+def _writer_cpu(spool: Path) -> float:
+    """CPU seconds of the decision journal's writer process of ``spool`` (the process holding
+    its writer lock open; 0.0 without one). It is also in the server's CPU: a descendant."""
+    lock = str(spool / "writer.lock")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) == lock for fd in (entry / "fd").iterdir()):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            continue
+    return 0.0
 
 
 def bench_record_archive(
@@ -187,7 +208,8 @@ def print_record(report: dict[str, Any]) -> None:
             print(
                 f"  {backend:<10} {r['calls_per_s']:7,.0f} calls/s  p50 {r['p50_ms']:6.2f} ms  "
                 f"p99 {r['p99_ms']:7.2f} ms  server CPU {r['server_cpu_cores']:.2f} "
-                f"(front {r['front_cpu_cores']:.2f})  load-generator CPU "
+                f"(front {r['front_cpu_cores']:.2f}, journal writer "
+                f"{r.get('writer_cpu_cores', 0.0):.2f})  load-generator CPU "
                 f"{r['client_cpu_cores']:.2f}{ratio}"
             )
     archive = report.get("archive")

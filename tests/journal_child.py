@@ -1,7 +1,10 @@
 """A process that records decisions for ever, for the kill -9 test: it prints each decision id
 only after ``record`` returned, as a server answers a call only after recording it.
 
-Usage: python -m tests.journal_child STORE_URL SPOOL_DIR SEGMENT_BYTES
+Usage: python -m tests.journal_child STORE_URL SPOOL_DIR SEGMENT_BYTES [FLUSH_SECONDS]
+
+FLUSH_SECONDS: how often the journal's writer process looks for new records; a long one leaves
+a backlog at the kill for certain (the writer runs beside the recording loop, not in its way).
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ PREDICTION = Prediction(
 
 def main(argv: list[str]) -> None:
     url, spool, segment_bytes = argv[0], Path(argv[1]), int(argv[2])
+    flush_seconds = float(argv[3]) if len(argv) > 3 else 0.05
     store = open_store(url)
-    journal = DecisionJournal(store, spool, segment_bytes=segment_bytes).start()
+    journal = DecisionJournal(
+        store, spool, segment_bytes=segment_bytes, flush_seconds=flush_seconds
+    ).start()
     out = sys.stdout
     out.write("started\n")
     out.flush()

@@ -143,7 +143,7 @@ _MODULES_WITH_PATTERNS = (
     "triage.training.datacheck",
     "triage.archive.readers",
     "triage.rpc.status_codes",
-    "triage.store.journal",
+    "triage.store.journal_writer",
     "triage.store.crypto",
     "triage.monitor.plots",
     "triage.review.charts",

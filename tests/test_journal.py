@@ -210,7 +210,7 @@ def test_a_kill_9_mid_load_loses_and_duplicates_nothing_acknowledged(
     spool = tmp_path / "spool"
     store = open_store(store_url)
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.journal_child", store_url, str(spool), str(32 << 10)],
+        [sys.executable, "-m", "tests.journal_child", store_url, str(spool), str(32 << 10), "1"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -227,8 +227,13 @@ def test_a_kill_9_mid_load_loses_and_duplicates_nothing_acknowledged(
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        # Kill once the child's writer has put some in the store and many more are acked.
-        _wait_for(lambda: len(acked) > 3000 and store.count("decisions") > 0, "the load is on")
+        # Kill once the child's writer has put some in the store and many more are acked: more
+        # than the one batch (500) its writer process may finish after the kill, before it
+        # notices that the child is gone.
+        _wait_for(
+            lambda: len(acked) > 3000 and 0 < store.count("decisions") < len(acked) - 1500,
+            "the load is on",
+        )
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait(WAIT)
@@ -452,4 +457,51 @@ def test_a_second_journal_on_the_same_spool_is_refused(store: Store, tmp_path: P
     with DecisionJournal(store, spool).start() as second:  # free again once closed
         second.record(_decisions(2, prefix="again"))
         assert second.flush(WAIT)
+    assert store.count("decisions") == 5
+
+
+# -- 7. the writer process -----------------------------------------------------------------
+
+
+def test_the_writer_runs_in_its_own_process_and_a_killed_one_is_replaced_losing_nothing(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = tmp_path / "spool"
+    journal = DecisionJournal(store, spool, segment_bytes=64 << 10).start()
+    try:
+        first = journal.writer_pid
+        assert first is not None and first != os.getpid()
+        with _Load(journal, threads=4, pause=0.001) as load:
+            _wait_for(lambda: journal.written >= 300, "decisions reach the store")
+            os.kill(first, signal.SIGKILL)  # mid-batch, as likely as not
+            _wait_for(
+                lambda: journal.writer_restarts == 1 and journal.writer_pid not in (None, first),
+                "a new writer process is started",
+            )
+            written = journal.written
+            _wait_for(lambda: journal.written >= written + 300, "the new writer writes")
+        assert load.errors == []  # no call noticed
+        assert journal.flush(WAIT)
+        assert journal.pending == 0
+        ids, distinct = _ids_in(store)
+        assert len(ids) == distinct
+        assert set(ids) == load.all_acked()
+    finally:
+        journal.close()
+    assert _segments(spool) == []
+    assert journal.spool_bytes == 0
+    lost = [r for r in caplog.records if "writer process" in r.getMessage()]
+    assert len(lost) == 1 and lost[0].levelno == logging.ERROR
+    assert str(first) in lost[0].getMessage()
+
+
+def test_the_writer_process_ends_with_the_journal(store: Store, tmp_path: Path) -> None:
+    journal = DecisionJournal(store, tmp_path / "spool").start()
+    pid = journal.writer_pid
+    assert pid is not None
+    journal.record(_decisions(5))
+    journal.close()
+    assert journal.writer_pid is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # gone and reaped
     assert store.count("decisions") == 5

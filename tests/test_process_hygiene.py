@@ -166,3 +166,69 @@ def test_a_killed_server_leaves_no_model_process_behind_even_a_stopped_one(
         log.close()
     _kill_leftovers(left)
     assert left == set(), f"left behind after SIGKILL: {sorted(left)}"
+
+
+@pytest.mark.parametrize("kill", [signal.SIGKILL, signal.SIGTERM])
+def test_a_recording_server_leaves_no_journal_writer_behind(
+    models_dir: Path, tmp_path: Path, kill: signal.Signals
+) -> None:
+    """The decision journal's writer process (and the fork server it starts from) ends with
+    the server, killed outright or stopped."""
+    marker = uuid.uuid4().hex
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "triage",
+            "serve",
+            "--port",
+            "0",
+            "--model",
+            str(models_dir / CURRENT),
+            "--workers",
+            "0",
+            "--watch",
+            "0",
+            "--access-log",
+            "off",
+            "--quality-every",
+            "0",
+            "--store",
+            f"sqlite:///{tmp_path / 'record.db'}",
+            "--spool",
+            str(tmp_path / "spool"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        env=_environment(marker),
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert re.search(r"serving on \S+", line), line + (tmp_path / "serve.log").read_text()
+        writers = {pid for pid in _tree(marker) if _is_journal_writer(pid)}
+        assert writers, f"no journal writer process in {sorted(_tree(marker))}"
+        process.send_signal(kill)
+        process.wait(timeout=30)
+        left = _wait_until_gone(marker, 10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+        log.close()
+    _kill_leftovers(left)
+    assert left == set(), f"left behind after {kill.name}: {sorted(left)}"
+
+
+def _is_journal_writer(pid: int) -> bool:
+    """Whether ``pid`` holds the spool's writer lock open (the writer process does)."""
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd).endswith("/spool/writer.lock"):
+                    return True
+    return False

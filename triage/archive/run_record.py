@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # the store's modules (SQLAlchemy) are imported only by a rec
 
 log = logging.getLogger(__name__)
 
+PROCESS_WORKERS = "triage.archive.process_executor"  # what the scoring workers start from
+
 # How long the end of a run waits for the spool to drain into the store: a base, plus this much
 # per 10,000 decisions still waiting, unless the store is seen down for DOWN_PATIENCE_SECONDS.
 FLUSH_BASE_SECONDS = 5.0
@@ -67,7 +69,10 @@ class RunRecord:
 
         self._store = open_store(self.settings.store_url)
         try:
-            self._journal = DecisionJournal(self._store, self.settings.spool_dir).start()
+            # The writer process starts from the fork server the scoring workers start from.
+            self._journal = DecisionJournal(
+                self._store, self.settings.spool_dir, preload=(PROCESS_WORKERS,)
+            ).start()
         except BaseException:
             self._store.close()
             self._store = None

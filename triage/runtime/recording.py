@@ -1,6 +1,7 @@
 """Put every answer on record before it is sent: a decision per scored report (never its text,
-unless a review queue keeps the text of reports that need review, sealed), handed to the journal
-that writes the store off the request path; and the reviewer's side: feedback and look-ups."""
+unless a review queue keeps the text of reports that need review, sealed), appended to the
+journal, whose writer process puts them in the store off the request path (and out of this
+process's interpreter); and the reviewer's side: feedback and look-ups."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from triage.core.scoring import Outcome, Report
 from triage.runtime.shadow import ShadowScorer
+from triage.runtime.supervision import FORK_SERVER_PRELOAD
 from triage.store.crypto import TextCipher
 from triage.store.database import DEFAULT_DATA_DIR, Store, default_url, open_store
 from triage.store.errors import (
@@ -195,7 +197,7 @@ class DecisionRecorder:
         store = open_store(config.store_url)
         started: list[Callable[[], None]] = [store.close]
         try:
-            journal = DecisionJournal(store, config.spool_dir).start()
+            journal = DecisionJournal(store, config.spool_dir, preload=FORK_SERVER_PRELOAD).start()
             started.append(journal.close)
             shadow = None
             if config.shadow_model is not None:

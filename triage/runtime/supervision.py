@@ -11,6 +11,11 @@ from typing import Any
 
 from triage.core.scoring import Report
 
+# What a server starts from the fork server (model processes, the shadow candidate, the decision
+# journal's writer): imported there once, whichever of them starts it first, so that each
+# process (a restart too) starts without importing scikit-learn again.
+FORK_SERVER_PRELOAD = ("triage.runtime.model_process", "triage.runtime.shadow")
+
 
 @dataclass(frozen=True)
 class Supervision:

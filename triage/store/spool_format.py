@@ -7,8 +7,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii as _encode_ascii
 from typing import Any
 
 from triage.store.records import Decision, SealedText, ShadowDecision
@@ -20,7 +22,62 @@ SPOOL_FORMAT = 1  # the "v" of every spool line; a line of another version is se
 def spool_line(record: Record) -> str:
     """One record as a spool line: JSON on one line ending in a newline, ASCII only (so a line
     never holds a raw newline, whatever a field holds). Texts appear only sealed."""
+    if type(record) is Decision and record.text is None:
+        line = _plain_decision_line(record)
+        if line is not None:
+            return line
     return json.dumps(_fields_of(record), separators=(",", ":")) + "\n"
+
+
+def _plain_decision_line(d: Decision) -> str | None:
+    """The line of a decision without a text, written out directly: the same text as
+    ``json.dumps`` of its fields (a test compares them), in a fraction of the time, on the
+    request path. None when a field has a type the direct form does not write (a number that
+    is not a float, say): the caller then takes the general path."""
+    if type(d.needs_review) is not bool:
+        return None
+    q = json_string
+    try:
+        return (
+            f'{{"kind":"decision","v":{SPOOL_FORMAT},"decision_id":{q(d.decision_id)},'
+            f'"report_id":{q(d.report_id)},"received_at":"{_iso(d.received_at)}",'
+            f'"model_version":{q(d.model_version)},"source":{q(d.source)},"label":{q(d.label)},'
+            f'"confidence":{json_number(d.confidence)},'
+            f'"scores":{{{",".join([f"{q(k)}:{json_number(v)}" for k, v in d.scores.items()])}}},'
+            f'"needs_review":{_BOOLEANS[d.needs_review]},'
+            f'"reasons":[{",".join([q(r) for r in d.reasons])}],"caller":{q(d.caller)},'
+            f'"latency_ms":{"null" if d.latency_ms is None else json_number(d.latency_ms)},'
+            '"text":null}\n'
+        )
+    except (TypeError, KeyError):  # not a str, a float or a bool where one belongs
+        return None
+
+
+_BOOLEANS = {True: "true", False: "false"}
+
+
+def json_string(value: str) -> str:
+    """A str as ``json.dumps`` writes it (ASCII only); TypeError for anything else."""
+    if type(value) is not str:  # the encoder takes a str subclass as json.dumps would not
+        raise TypeError("not a str")
+    return _encode_ascii(value)
+
+
+def json_number(value: float) -> str:
+    """A float as ``json.dumps`` writes it (NaN and the infinities as JavaScript names them);
+    TypeError for anything but a float."""
+    if type(value) is not float:
+        raise TypeError("not a float")
+    if value != value:
+        return "NaN"
+    if value in (math.inf, -math.inf):
+        return "Infinity" if value > 0 else "-Infinity"
+    return float.__repr__(value)
+
+
+def spool_lines(records: Sequence[Record]) -> bytes:
+    """The spool lines of ``records``, one after the other, as the bytes appended."""
+    return "".join([spool_line(r) for r in records]).encode("ascii")
 
 
 def read_spool_line(line: bytes) -> Record:
@@ -48,7 +105,7 @@ def read_spool_line(line: bytes) -> Record:
             needs_review=fields.flag("needs_review"),
             reasons=fields.names("reasons"),
             caller=fields.text("caller"),
-            latency_ms=fields.optional_number("latency_ms"),
+            latency_ms=fields.optionaljson_number("latency_ms"),
             text=fields.sealed("text"),
         )
     if kind == "shadow":
@@ -61,7 +118,7 @@ def read_spool_line(line: bytes) -> Record:
             scores=fields.scores("scores"),
             needs_review=fields.flag("needs_review"),
             reasons=fields.names("reasons"),
-            latency_ms=fields.optional_number("latency_ms"),
+            latency_ms=fields.optionaljson_number("latency_ms"),
         )
     raise ValueError(f"unknown kind {kind!r}: expected 'decision' or 'shadow'")
 
@@ -139,7 +196,7 @@ class _Fields:
     def number(self, name: str) -> float:
         return _float(name, self._get(name, (int, float), "a number"))
 
-    def optional_number(self, name: str) -> float | None:
+    def optionaljson_number(self, name: str) -> float | None:
         return None if self.value.get(name) is None else self.number(name)
 
     def flag(self, name: str) -> bool:
