@@ -418,7 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="per load level and repeat")
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument(
-        "--only", choices=["predict", "service", "batch", "record", "review"], default=None
+        "--only",
+        choices=["predict", "reading", "service", "batch", "record", "review"],
+        default=None,
     )
     parser.add_argument("--archive-rows", type=int, default=100_000)
     parser.add_argument(
@@ -450,6 +452,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"({p['single_docs_per_s']:,.0f} docs/s one at a time)",
             flush=True,
         )
+    if args.only in (None, "reading"):
+        from reading_bench import bench_reading, print_reading
+
+        report["reading"] = bench_reading(model, args.repeats)
+        print_reading(report["reading"])
     if args.only in (None, "service"):
         report["service"] = bench_service(
             model, args.model, texts, args.seconds, min(args.repeats, 3)
