@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -115,29 +116,16 @@ def test_a_killed_score_run_leaves_no_process_behind(
     assert left == set(), f"left behind after {kill.name}: {sorted(left)}"
 
 
-def test_a_killed_server_leaves_no_model_process_behind_even_a_stopped_one(
-    models_dir: Path, tmp_path: Path
-) -> None:
-    marker = uuid.uuid4().hex
+@contextlib.contextmanager
+def _serving(
+    models_dir: Path, tmp_path: Path, marker: str, *options: str
+) -> Iterator[subprocess.Popen[str]]:
+    """`triage serve` on port 0 under ``marker``, once it says it is serving; killed on the way
+    out if the test has not ended it."""
     log = (tmp_path / "serve.log").open("w")
+    command = [sys.executable, "-m", "triage", "serve", "--port", "0", "--watch", "0"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "triage",
-            "serve",
-            "--port",
-            "0",
-            "--model",
-            str(models_dir / CURRENT),
-            "--workers",
-            "2",
-            "--watch",
-            "0",
-            "--access-log",
-            "off",
-            "--no-record",
-        ],
+        [*command, "--model", str(models_dir / CURRENT), "--access-log", "off", *options],
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
@@ -147,6 +135,21 @@ def test_a_killed_server_leaves_no_model_process_behind_even_a_stopped_one(
         assert process.stdout is not None
         line = process.stdout.readline()
         assert re.search(r"serving on \S+", line), line + (tmp_path / "serve.log").read_text()
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+        log.close()
+
+
+def test_a_killed_server_leaves_no_model_process_behind_even_a_stopped_one(
+    models_dir: Path, tmp_path: Path
+) -> None:
+    marker = uuid.uuid4().hex
+    with _serving(models_dir, tmp_path, marker, "--workers", "2", "--no-record") as process:
         tree = _tree(marker)
         # The model processes are the fork server's children (the server -> fork server ->
         # model processes); one of them is stopped, as a hung one would be: it cannot run any
@@ -157,13 +160,6 @@ def test_a_killed_server_leaves_no_model_process_behind_even_a_stopped_one(
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         left = _wait_until_gone(marker, 10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-        log.close()
     _kill_leftovers(left)
     assert left == set(), f"left behind after SIGKILL: {sorted(left)}"
 
@@ -175,51 +171,15 @@ def test_a_recording_server_leaves_no_journal_writer_behind(
     """The decision journal's writer process (and the fork server it starts from) ends with
     the server, killed outright or stopped."""
     marker = uuid.uuid4().hex
-    log = (tmp_path / "serve.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "triage",
-            "serve",
-            "--port",
-            "0",
-            "--model",
-            str(models_dir / CURRENT),
-            "--workers",
-            "0",
-            "--watch",
-            "0",
-            "--access-log",
-            "off",
-            "--quality-every",
-            "0",
-            "--store",
-            f"sqlite:///{tmp_path / 'record.db'}",
-            "--spool",
-            str(tmp_path / "spool"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        env=_environment(marker),
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert re.search(r"serving on \S+", line), line + (tmp_path / "serve.log").read_text()
+    store = ("--store", f"sqlite:///{tmp_path / 'record.db'}", "--spool", str(tmp_path / "spool"))
+    with _serving(
+        models_dir, tmp_path, marker, "--workers", "0", "--quality-every", "0", *store
+    ) as process:
         writers = {pid for pid in _tree(marker) if _is_journal_writer(pid)}
         assert writers, f"no journal writer process in {sorted(_tree(marker))}"
         process.send_signal(kill)
         process.wait(timeout=30)
         left = _wait_until_gone(marker, 10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-        log.close()
     _kill_leftovers(left)
     assert left == set(), f"left behind after {kill.name}: {sorted(left)}"
 
