@@ -434,3 +434,17 @@ def test_an_unknown_candidate_is_refused_naming_the_known_ones_and_exits_2(
 def test_every_on_and_off_word_of_triage_batching_is_honoured(word: str, on: bool) -> None:
     config = serve_config(parse_arguments(["serve"], {"TRIAGE_BATCHING": word}))
     assert (config.batching is not None) is on
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(models_dir: Path) -> None:
+    # `triage classify ... | head -1`: the pipe is closed before anything is written.
+    text = "A caller said he was from my bank and I moved my savings"
+    command = [sys.executable, "-m", "triage", "classify", "--model", str(models_dir / "current")]
+    with subprocess.Popen(
+        [*command, text], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()
+        errors = process.stderr.read()
+        assert process.wait(timeout=120) == 0, errors
+    assert "Traceback" not in errors and "BrokenPipe" not in errors, errors

@@ -4,6 +4,7 @@ logging and decides exit codes."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -19,7 +20,7 @@ from triage.cli import (
     serve_command,
     store_commands,
 )
-from triage.cli.defaults import EXIT_ERROR, EXIT_NOT_PROMOTED, EXIT_USAGE
+from triage.cli.defaults import EXIT_ERROR, EXIT_NOT_PROMOTED, EXIT_OK, EXIT_USAGE
 from triage.cli.options import Command, ConfigError, Option, build_parser, parse_command_line
 from triage.core.errors import PromotionRefused, TriageError
 
@@ -184,6 +185,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`triage classify ... | head`): what it wanted it has; say
+        # nothing more, and keep Python from complaining again when it flushes at exit.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def parse_arguments(argv: Sequence[str] | None, env: Mapping[str, str]) -> argparse.Namespace:
