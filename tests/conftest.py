@@ -12,6 +12,7 @@ import pytest
 from triage.core.artifacts import CURRENT, promote, write_artifact
 from triage.core.model import TriageModel, load_model
 from triage.rpc.app import ServeConfig, TriageServer
+from triage.store.database import Store, open_store
 from triage.training.corpus import read_labelled
 from triage.training.train import TrainConfig, TrainResult, train
 
@@ -89,3 +90,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
     with store_url_for(request.param, tmp_path) as url:
         yield url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """That decision record, open (closed after the test)."""
+    opened = open_store(store_url)
+    try:
+        yield opened
+    finally:
+        opened.close()

@@ -8,7 +8,6 @@ import csv
 import json
 import os
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from triage.review.archive_sample import decision_id, file_sha256
 from triage.review.web import Desk, create_app
 from triage.store import schema
 from triage.store.crypto import TextCipher, generate_key
-from triage.store.database import Store, open_store
+from triage.store.database import Store
 from triage.store.retention import read_text
 
 TINY = Path(__file__).parent / "data" / "tiny.jsonl"
@@ -70,15 +69,6 @@ def key_file(tmp_path: Path) -> Path:
     with os.fdopen(descriptor, "wb") as f:
         f.write(generate_key() + b"\n")
     return path
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def sample(

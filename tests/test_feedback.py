@@ -7,7 +7,6 @@ import json
 import os
 import stat
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -61,15 +60,6 @@ def decision(
         received_at=received_at,
         text=sealed,
     )
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def test_feedback_keeps_the_label_it_replaced_and_the_latest_wins(store: Store) -> None:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -84,13 +84,6 @@ def _wait_for(condition: Callable[[], bool], what: str, seconds: float = WAIT) -
 
 def _segments(spool: Path) -> list[Path]:
     return sorted(spool.glob("segment-*.jsonl"))
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    yield opened
-    opened.close()
 
 
 class _Load:

@@ -9,7 +9,7 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -84,15 +84,6 @@ def feedback(d: Decision, new_label: str, at: datetime | None = None) -> Feedbac
 
 def labelled(decisions: Sequence[Decision], labels: Sequence[str]) -> list[Feedback]:
     return [feedback(d, label) for d, label in zip(decisions, labels, strict=True)]
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def in_time_zone(url: str, zone: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import pathlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +16,7 @@ from triage.cli import main
 from triage.core.model import Prediction
 from triage.store import schema
 from triage.store.crypto import TextCipher, generate_key
-from triage.store.database import Store, head_revision, open_store
+from triage.store.database import Store, head_revision
 from triage.store.records import Decision
 from triage.store.retention import Purger, last_purge, purge_expired, read_text, text_holdings
 
@@ -31,15 +31,6 @@ PREDICTION = Prediction(
 )
 CIPHER = TextCipher.from_keys([generate_key()])
 QUIET = ["--log-level", "warning"]
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 def record(store: Store, expiries: list[datetime | None]) -> list[Decision]:

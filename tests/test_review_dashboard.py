@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from triage.monitor.proportion import wilson_interval
 from triage.review.accounts import Accounts, add_account
 from triage.review.web import Desk, create_app
-from triage.store.database import Store, open_store
+from triage.store.database import Store
 from triage.store.records import Decision, Feedback, ShadowDecision, new_id
 
 NAME, PASSWORD = "ana", "correct horse battery"
@@ -101,15 +101,6 @@ def svgs(html: str) -> list[ET.Element]:
     """Every inline SVG of the page, parsed as XML (raises if one is not well-formed)."""
     found = re.findall(r"<svg\b.*?</svg>", html, flags=re.S)
     return [ET.fromstring(markup) for markup in found]
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
 
 
 @pytest.fixture

@@ -80,15 +80,6 @@ def distinct_text(i: int) -> str:
     return " ".join(f"{word}{i}" for word in ("alpha", "bravo", "charlie", "delta", "echo"))
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    opened = open_store(store_url)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
 @pytest.fixture(scope="module")
 def accounts(tmp_path_factory: pytest.TempPathFactory) -> Accounts:
     path = tmp_path_factory.mktemp("desk") / "accounts"
