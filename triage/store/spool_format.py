@@ -105,7 +105,7 @@ def read_spool_line(line: bytes) -> Record:
             needs_review=fields.flag("needs_review"),
             reasons=fields.names("reasons"),
             caller=fields.text("caller"),
-            latency_ms=fields.optionaljson_number("latency_ms"),
+            latency_ms=fields.optional_number("latency_ms"),
             text=fields.sealed("text"),
         )
     if kind == "shadow":
@@ -118,7 +118,7 @@ def read_spool_line(line: bytes) -> Record:
             scores=fields.scores("scores"),
             needs_review=fields.flag("needs_review"),
             reasons=fields.names("reasons"),
-            latency_ms=fields.optionaljson_number("latency_ms"),
+            latency_ms=fields.optional_number("latency_ms"),
         )
     raise ValueError(f"unknown kind {kind!r}: expected 'decision' or 'shadow'")
 
@@ -196,7 +196,7 @@ class _Fields:
     def number(self, name: str) -> float:
         return _float(name, self._get(name, (int, float), "a number"))
 
-    def optionaljson_number(self, name: str) -> float | None:
+    def optional_number(self, name: str) -> float | None:
         return None if self.value.get(name) is None else self.number(name)
 
     def flag(self, name: str) -> bool:
