@@ -90,7 +90,7 @@ class TriageClient:
             timeout=self.timeout,
             metadata=self.metadata,
         )
-        return _from_response(response)
+        return classification_of(response)
 
     def classify_batch(
         self,
@@ -107,13 +107,13 @@ class TriageClient:
             ]
         )
         response = self.stub.ClassifyBatch(request, timeout=self.timeout, metadata=self.metadata)
-        return [_from_response(r) for r in response.results]
+        return [classification_of(r) for r in response.results]
 
     def classify_stream(self, reports: Iterable[tuple[str, str]]) -> Iterator[Classification]:
         """Stream ``(report_id, text)`` pairs; yields answers as they come."""
         requests = (pb.ClassifyRequest(text=t, report_id=i) for i, t in reports)
         for response in self.stub.ClassifyStream(requests, metadata=self.metadata):
-            yield _from_response(response)
+            yield classification_of(response)
 
     def model_info(self) -> pb.ModelInfo:
         info: pb.ModelInfo = self.stub.GetModelInfo(
@@ -137,7 +137,8 @@ class TriageClient:
         self.close()
 
 
-def _from_response(r: pb.ClassifyResponse) -> Classification:
+def classification_of(r: pb.ClassifyResponse) -> Classification:
+    """The typed answer a ClassifyResponse holds (also what `triage classify` prints from)."""
     return Classification(
         report_id=r.report_id,
         label=r.label,

@@ -433,10 +433,12 @@ def run_classify(args: argparse.Namespace) -> int:
     if args.target:
         answer = _classify_remote(args.target, text, args.top_terms)
     else:
+        from triage.client import classification_of
         from triage.rpc.convert import to_response
 
+        # Through the wire form, so a local answer prints exactly as a served one does.
         p = load_model(args.model).predict([text], top_k=args.top_terms)[0]
-        answer = _answer(_from_local(to_response(p, "")))
+        answer = _answer(classification_of(to_response(p, "")))
     if args.format == "json":
         print_json(answer)
         return EXIT_OK
@@ -467,12 +469,6 @@ def _excerpt(text: str, width: int = 70) -> str:
     """One line of at most ``width`` characters from ``text``, for a terminal."""
     line = " ".join(text.split())
     return repr(line if len(line) <= width else line[: width - 1] + "…")
-
-
-def _from_local(response: Any) -> Any:
-    from triage.client import _from_response
-
-    return _from_response(response)
 
 
 def _answer(c: Any) -> dict[str, Any]:
