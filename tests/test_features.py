@@ -1,4 +1,5 @@
 import pickle
+import re
 from typing import Any
 
 import numpy as np
@@ -7,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import strip_accents_unicode as sklearn_strip_accents
 
 from triage.core import features
 from triage.core.features import CachedTfidfVectorizer
@@ -79,7 +81,10 @@ def test_the_cache_is_bounded_and_never_pickled(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(features, "CACHE_WORDS", 5)
     texts = read_labelled(TINY).texts[:20]
     assert_identical(reference.transform(texts), fast.transform(texts))
-    assert 0 < fast.cached_words <= 5
+    assert fast.cached_words > 5  # one batch's words, all of them
+    for text in texts:  # a full table starts again before the next batch
+        assert_identical(reference.transform([text]), fast.transform([text]))
+        assert 0 < fast.cached_words <= len(set(text.lower().split()))
     copy = pickle.loads(pickle.dumps(fast))
     assert "_features_by_word" not in copy.__dict__
     assert_identical(reference.transform(texts), copy.transform(texts))
@@ -95,3 +100,17 @@ def test_a_refit_starts_a_new_cache() -> None:
     assert_identical(reference.transform(["alpha gamma"]), fast.transform(["alpha gamma"]))
     assert before.shape != fast.transform(["alpha gamma"]).shape
     assert clone(fast).get_params() == fast.get_params()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300))
+def test_tokens_and_accents_as_scikit_learn_makes_them(text: str) -> None:
+    # Any Unicode: combining marks, digits of other scripts, surrogates, separators.
+    assert features.default_tokens(text) == re.findall(TfidfVectorizer().token_pattern, text)
+    assert features.strip_accents_unicode(text) == sklearn_strip_accents(text)
+
+
+@pytest.mark.parametrize("text", [*AWKWARD, "ﬁnancial ½ ² Ⅻ ٣٤ x_y __ a_ _b ǅx", "\ud800ab cd"])
+def test_tokens_on_awkward_text(text: str) -> None:
+    assert features.default_tokens(text) == re.findall(TfidfVectorizer().token_pattern, text)
+    assert features.strip_accents_unicode(text) == sklearn_strip_accents(text)

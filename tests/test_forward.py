@@ -35,6 +35,10 @@ def assert_same_as_scikit_learn(pipeline: Pipeline, texts: list[str]) -> None:
     theirs = pipeline[:-1].transform(texts)
     assert type(ours) is type(theirs) and ours.dtype == theirs.dtype
     assert (ours != theirs).nnz == 0  # exactly the same features
+    # ... stored the same way (row by row, columns in order), so sums over a row match too
+    np.testing.assert_array_equal(ours.indptr, theirs.indptr)
+    np.testing.assert_array_equal(ours.indices, theirs.indices)
+    np.testing.assert_array_equal(ours.data, theirs.data)
     np.testing.assert_array_equal(
         forward.predict_proba(ours), pipeline.named_steps[CLASSIFIER].predict_proba(theirs)
     )
@@ -53,6 +57,7 @@ def test_the_forward_pass_gives_scikit_learns_numbers_exactly(name: str) -> None
 @given(st.lists(st.text(max_size=200), min_size=1, max_size=3))
 def test_the_forward_pass_matches_on_any_text(texts: list[str]) -> None:
     assert_same_as_scikit_learn(FITTED["svm-isotonic"], texts)
+    assert_same_as_scikit_learn(FITTED["svm-sigmoid"], texts)
 
 
 def test_other_shapes_run_through_scikit_learn() -> None:

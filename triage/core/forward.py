@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-from sklearn.calibration import CalibratedClassifierCV
+from scipy.special import expit
+from sklearn.calibration import CalibratedClassifierCV, _SigmoidCalibration
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.preprocessing import LabelEncoder, normalize
 from sklearn.svm import LinearSVC
 from sklearn.utils.extmath import safe_sparse_dot
+from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
 
 class ForwardPass:
@@ -73,7 +74,7 @@ class ForwardPass:
     def features_of(self, docs: list[str]) -> Any:
         """The feature matrix for documents the pipeline's normaliser already read."""
         blocks = [_tfidf(v, docs) for v in self._vectorizers]
-        return blocks[0] if len(blocks) == 1 else sp.hstack(blocks).tocsr()
+        return blocks[0] if len(blocks) == 1 else _side_by_side(blocks)
 
     def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803 - scikit-learn's name
         """Calibrated probabilities, one row per row of ``X``, columns in class order."""
@@ -83,7 +84,10 @@ class ForwardPass:
         for column, this_score, calibrator in zip(
             self._columns, scores.T, self._calibrators, strict=True
         ):
-            proba[:, column] = calibrator.predict(this_score)
+            if type(calibrator) is _SigmoidCalibration:  # its predict, without input checks
+                proba[:, column] = expit(-(calibrator.a_ * this_score + calibrator.b_))
+            else:
+                proba[:, column] = calibrator.predict(this_score)
         denominator = np.sum(proba, axis=1)[:, np.newaxis]
         uniform = np.full_like(proba, 1 / self._n_classes)  # every calibrator said 0
         return np.divide(proba, denominator, out=uniform, where=denominator != 0)
@@ -99,6 +103,34 @@ def _tfidf(vectorizer: TfidfVectorizer, docs: list[str]) -> Any:
         X.data += 1.0
     if vectorizer.use_idf:
         X.data *= vectorizer.idf_[X.indices]
-    if vectorizer.norm is not None:
+    if vectorizer.norm == "l2":  # what normalize does for CSR, without its input checks
+        inplace_csr_row_normalize_l2(X)
+    elif vectorizer.norm is not None:
         X = normalize(X, norm=vectorizer.norm, copy=False)  # noqa: N806
     return X
+
+
+def _side_by_side(blocks: list[Any]) -> Any:
+    """``scipy.sparse.hstack(blocks).tocsr()`` for CSR blocks with the same rows, built
+    directly: each row is its blocks' rows one after another, column indices shifted."""
+    first = blocks[0]
+    rows = first.shape[0]
+    widths = [b.shape[1] for b in blocks]
+    offsets = np.concatenate(([0], np.cumsum(widths[:-1])))
+    per_row = sum(np.diff(b.indptr) for b in blocks)
+    indptr = np.zeros(rows + 1, dtype=np.int64)
+    np.cumsum(per_row, out=indptr[1:])
+    small = max(int(indptr[-1]), sum(widths)) <= np.iinfo(np.int32).max
+    index_type = np.int32 if small else np.int64
+    indices = np.empty(indptr[-1], dtype=index_type)
+    data = np.empty(indptr[-1], dtype=np.result_type(*(b.dtype for b in blocks)))
+    at = indptr[:-1].copy()
+    for block, offset in zip(blocks, offsets, strict=True):
+        counts = np.diff(block.indptr)
+        # where each of this block's entries goes: its row's next free place, in order
+        starts = np.repeat(at - block.indptr[:-1], counts)
+        where = starts + np.arange(block.indptr[-1])
+        indices[where] = block.indices + offset
+        data[where] = block.data
+        at += counts
+    return type(first)((data, indices, indptr.astype(index_type)), shape=(rows, sum(widths)))
