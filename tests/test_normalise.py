@@ -131,3 +131,12 @@ def test_clutter_lines_go_wherever_they_are(
     random.shuffle(lines)
     kept = [line for line in lines if line in content]
     assert normalise_text("\n".join(lines)) == " ".join(kept)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=st.sampled_from(" \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u2003\u3000ab."), max_size=60)
+)
+def test_whitespace_folds_as_the_re_module_reads_it(text: str) -> None:
+    # normalise_text folds with str.split; \s+ in the re module is the same set of characters
+    assert " ".join(text.split()) == re.sub(r"\s+", " ", text).strip()

@@ -231,7 +231,7 @@ _ORDINARY: _Reading = (None, False, False)
 # Distinct words whose reading is remembered, per set of model words; beyond this the memo
 # starts again (rare words and ids would otherwise grow it without bound in a server).
 MEMO_WORDS = 200_000
-_MEMOS: dict[frozenset[str] | None, dict[str, _Reading]] = {}
+_MEMOS: dict[frozenset[str] | None, tuple[dict[str, _Reading], set[str]]] = {}
 
 
 def _read(token: str, known_words: frozenset[str] | None) -> _Reading:
@@ -252,12 +252,13 @@ def _read(token: str, known_words: frozenset[str] | None) -> _Reading:
     return replaced, surname, islamic
 
 
-def _memo(known_words: frozenset[str] | None) -> dict[str, _Reading]:
+def _memo(known_words: frozenset[str] | None) -> tuple[dict[str, _Reading], set[str]]:
+    """How each word reads alone, and the set of the words that read as ordinary."""
     memo = _MEMOS.get(known_words)
-    if memo is None or len(memo) >= MEMO_WORDS:
+    if memo is None or len(memo[0]) >= MEMO_WORDS:
         if len(_MEMOS) >= 8:  # models come and go in a long-running server
             _MEMOS.clear()
-        memo = _MEMOS[known_words] = {}
+        memo = _MEMOS[known_words] = ({}, set())
     return memo
 
 
@@ -274,8 +275,11 @@ def mask_identity_terms(text: str, known_words: frozenset[str] | None = None) ->
     only the few that are or may open identity terms are looked at with their neighbours.
     """
     tokens = text.split(" ")
-    memo = _memo(known_words)
-    todo = [i for i, token in enumerate(tokens) if memo.get(token) is not _ORDINARY]
+    memo, ordinary = _memo(known_words)
+    others = set(tokens).difference(ordinary)  # most reports: a few names and places
+    if not others:
+        return text
+    todo = [i for i, token in enumerate(tokens) if token in others]
     changed = False
     done_until = -1  # words up to here were read with an earlier one (a surname, "State")
     for i in todo:
@@ -285,7 +289,10 @@ def mask_identity_terms(text: str, known_words: frozenset[str] | None = None) ->
         reading = memo.get(token)
         if reading is None:
             reading = _read(token, known_words)
-            memo[token] = _ORDINARY if reading == _ORDINARY else reading
+            if reading == _ORDINARY:
+                reading = _ORDINARY
+                ordinary.add(token)
+            memo[token] = reading
         replaced, surname, islamic = reading
         if islamic and i + 1 < len(tokens) and _core(tokens[i + 1]).lower() == "state":
             done_until = i + 1  # a proscribed group's name, not a faith

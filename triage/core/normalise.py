@@ -66,7 +66,6 @@ _COOKIE_BANNER = re.compile(
 )
 _INVISIBLE = re.compile(r"[\u200b-\u200f\u2028\u2029\u2060\ufeff\u00ad]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_SPACES = re.compile(r"\s+")
 
 
 def normalise_text(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> str:
@@ -79,7 +78,8 @@ def normalise_text(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> str:
         for line in text.splitlines()
         if not _CLUTTER_LINES.match(line.strip()) and not _is_cookie_banner(line)
     ]
-    folded = _SPACES.sub(" ", " ".join(kept)).strip()
+    # Runs of whitespace (str.isspace, as the re module's \s) folded to one space, ends trimmed.
+    folded = " ".join(" ".join(kept).split())
     return folded[:max_chars]
 
 
