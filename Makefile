@@ -61,6 +61,7 @@ check-proto: dev                     ## fail if triage/v1 differs from what prot
 	done && rm -rf $$tmp && echo "generated code matches $(PROTO) $(SERVER_PROTO)"
 
 bench: dev model                     ## training time, predict throughput, service latency
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) bench/run.py
 
 compare: install                     ## the candidate comparison of docs/model.md

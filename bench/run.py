@@ -419,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-training", action="store_true")
     parser.add_argument(
         "--only",
-        choices=["predict", "reading", "service", "batch", "record", "review"],
+        choices=["predict", "model", "reading", "service", "batch", "record", "review"],
         default=None,
     )
     parser.add_argument("--archive-rows", type=int, default=100_000)
@@ -452,6 +452,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"({p['single_docs_per_s']:,.0f} docs/s one at a time)",
             flush=True,
         )
+    if args.only in (None, "model"):
+        from model_bench import bench_model, print_model
+
+        report["model"] = bench_model(model, args.repeats)
+        print_model(report["model"])
     if args.only in (None, "reading"):
         from reading_bench import bench_reading, print_reading
 
