@@ -430,12 +430,14 @@ def _configure_access_log(target: str) -> None:
     if target == "off":
         access.disabled = True
         return
+    from triage.rpc.access_log import BatchedWriter
+
     try:
-        handler: logging.Handler = (
-            logging.StreamHandler(sys.stderr) if target == "-" else logging.FileHandler(target)
-        )
+        stream = sys.stderr if target == "-" else open(target, "a", encoding="utf-8")  # noqa: SIM115
     except OSError as err:
         raise TriageError(f"cannot open access log {target}: {err.strerror}") from None
-    handler.setFormatter(logging.Formatter("%(message)s"))  # the record is already JSON
+    # Lines are written from the handler's own thread, many per write (see BatchedWriter).
+    handler = BatchedWriter(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))  # the message is the JSON line
     access.addHandler(handler)
     access.setLevel(logging.INFO)
