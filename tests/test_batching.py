@@ -112,3 +112,21 @@ def test_a_full_queue_refuses_at_once(engine: LiveModel) -> None:
         scorer.gate.set()
         assert [c.result()[1].report_id for c in calls] == ["0", "1", "2"]
     batcher.close()
+
+
+def test_reports_queued_without_waiting_are_batched_and_settle_each_their_own(
+    engine: LiveModel,
+) -> None:
+    # A stream's reports go in one after another without their caller waiting for each.
+    scorer = GatedScorer(engine)
+    batcher = MicroBatcher(scorer, lanes=1, config=BatchingConfig(max_batch=8))
+    futures = [batcher.submit_later(Report("hacked account 0", "r0"))]
+    assert scorer.entered.wait(5)  # the dispatcher took the first one at once
+    futures += [batcher.submit_later(Report(f"hacked account {i}", f"r{i}")) for i in range(1, 10)]
+    assert batcher.queue_depth == 9  # queued behind it, none run on this thread
+    scorer.gate.set()
+    assert [f.result(10)[1].report_id for f in futures] == [f"r{i}" for i in range(10)]
+    batcher.close()
+    assert scorer.batches == [["r0"], [f"r{i}" for i in range(1, 9)], ["r9"]]
+    with pytest.raises(Overloaded):  # closed: refused at once, like submit
+        batcher.submit_later(Report("late", "late"))

@@ -659,3 +659,49 @@ def test_the_batched_access_log_writer_loses_and_repeats_nothing() -> None:
     assert len(lines) == 8_000
     for t in range(4):  # each thread's lines, once each, in the order it logged them
         assert [int(x.split()[1]) for x in lines if x.startswith(f"{t} ")] == list(range(2_000))
+
+
+def test_a_stream_keeps_many_reports_in_flight_and_they_are_batched_together(
+    models_dir: Path, tiny_model: TriageModel
+) -> None:
+    # A serial stream scores one report per model call; a pipelined one reads ahead, so the
+    # batcher finds many of its reports queued and scores them together. Answers keep the
+    # request order and each is its own report's.
+    texts = [f"{GOOD[i % 3]} ({i})" for i in range(300)]
+    expected = [p.label for p in tiny_model.predict(texts)]
+    server = TriageServer(_config(models_dir, metrics_port=0)).start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = pb_grpc.TriageServiceStub(channel)
+            requests = (pb.ClassifyRequest(text=t, report_id=f"r{i}") for i, t in enumerate(texts))
+            answers = list(stub.ClassifyStream(requests, timeout=60))
+        metrics = _scrape(server.metrics_port)
+    finally:
+        server.stop(grace=0)
+    assert [a.report_id for a in answers] == [f"r{i}" for i in range(300)]
+    assert [a.label for a in answers] == expected
+    calls = metrics[("triage_batch_size_count", ())]
+    assert metrics[("triage_batch_size_sum", ())] == 300
+    assert calls < 300 / 3  # on average more than three reports per model call
+
+
+def test_a_cancelled_stream_stops_its_reader(models_dir: Path) -> None:
+    server = TriageServer(_config(models_dir)).start()
+    gate = threading.Event()
+
+    def requests() -> Iterator[pb.ClassifyRequest]:
+        yield pb.ClassifyRequest(text=GOOD[0], report_id="a")
+        gate.wait(10)  # the client has more to send, and cancels before it does
+
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            call = pb_grpc.TriageServiceStub(channel).ClassifyStream(requests(), timeout=30)
+            assert next(call).report_id == "a"
+            call.cancel()
+            gate.set()
+        deadline = time.monotonic() + 10
+        while any(t.name == "stream-reader" for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "the stream's reader thread outlived the call"
+            time.sleep(0.02)
+    finally:
+        server.stop(grace=0)

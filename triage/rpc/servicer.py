@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -19,6 +21,10 @@ from triage.v1 import triage_pb2_grpc as pb_grpc
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["TriageService"].full_name
 # Answers a stream message refused before it was read (an intake.Unread) with an error result.
 ANSWERS_PER_MESSAGE = frozenset({f"/{SERVICE_NAME}/ClassifyStream"})
+# Messages of one stream read and queued for scoring ahead of the answers sent back: enough to
+# fill the batches of every model process, few enough that a stream holds a bounded amount of
+# text (this many reports of at most --max-text-chars each).
+STREAM_IN_FLIGHT = 128
 
 
 class TriageServicer(pb_grpc.TriageServiceServicer):
@@ -57,11 +63,51 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
         request_iterator: Iterator[incoming.IncomingClassifyRequest | Unread],
         context: grpc.ServicerContext,
     ) -> Iterator[pb.ClassifyResponse]:
-        # Iteration ends when the client half-closes; a cancelled call stops the iterator.
-        for request in request_iterator:
-            outcome = self._classify_one(request, context)
-            call_record.record_outcomes((outcome,))
-            yield convert.to_outcome_response(outcome)
+        # Pipelined: a reader thread takes each message as it arrives and puts it in the
+        # batcher's queue, up to STREAM_IN_FLIGHT ahead of the answers; this thread answers in
+        # request order as each is scored. Iteration ends when the client half-closes; a
+        # cancelled call stops the iterator, and the reader hands that on.
+        caller = _caller(context)
+        pending: queue.Queue[Callable[[], Outcome] | _Ended] = queue.Queue(STREAM_IN_FLIGHT)
+        stop = threading.Event()
+
+        def read() -> None:
+            ended = _Ended()
+            try:
+                for request in request_iterator:
+                    waiting = self._start_one(request, context, caller)
+                    while not stop.is_set():
+                        try:
+                            pending.put(waiting, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+            except BaseException as err:  # the call was cancelled or failed: end with it
+                ended.error = err
+            while not stop.is_set():
+                try:
+                    pending.put(ended, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+        reader = threading.Thread(target=read, name="stream-reader", daemon=True)
+        reader.start()
+        try:
+            while True:
+                item = pending.get()
+                if isinstance(item, _Ended):
+                    if item.error is not None:
+                        raise item.error
+                    return
+                outcome = item()
+                call_record.record_outcomes((outcome,))
+                yield convert.to_outcome_response(outcome)
+        finally:
+            stop.set()
+            reader.join()
 
     def GetModelInfo(  # noqa: N802
         self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext
@@ -90,21 +136,44 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
         view = self.service.decision(convert.to_decision_id(request))
         return convert.to_decision_record(view)
 
-    def _classify_one(
-        self, request: incoming.IncomingClassifyRequest | Unread, context: grpc.ServicerContext
-    ) -> Outcome:
+    def _start_one(
+        self,
+        request: incoming.IncomingClassifyRequest | Unread,
+        context: grpc.ServicerContext,
+        caller: str,
+    ) -> Callable[[], Outcome]:
+        """Start scoring one message of a stream; a function that waits for its outcome (an
+        error outcome for a refused report: one bad report must not end the stream)."""
         report_id = ""
         try:
             report = convert.to_report(request)
             report_id = report.report_id
             # Each message of a stream is its own decision, received when it arrived.
-            return self.service.classify(
+            collect = self.service.classify_later(
                 report,
                 Deadline.after(context.time_remaining()),
-                Origin("ClassifyStream", _caller(context)),
+                Origin("ClassifyStream", caller),
             )
-        except TriageError as err:  # one bad report must not end the stream
-            return Outcome(report_id, error=err)
+        except TriageError as err:
+            refused = Outcome(report_id, error=err)
+            return lambda: refused
+
+        def outcome() -> Outcome:
+            try:
+                return collect()
+            except TriageError as err:
+                return Outcome(report_id, error=err)
+
+        return outcome
+
+
+class _Ended:
+    """The end of a stream's requests, with the error that ended it (None: the client closed)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
 
 
 def _caller(context: grpc.ServicerContext) -> str:

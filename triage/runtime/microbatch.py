@@ -108,6 +108,24 @@ class MicroBatcher:
                 self._release(lane)
         return pending.future.result()
 
+    def submit_later(
+        self, report: Report, deadline: float | None = None
+    ) -> Future[tuple[str, Outcome]]:
+        """Queue one validated report and return at once; the future settles when it is
+        scored. For callers with many reports in flight (a stream): they are batched with
+        each other and with everyone else's, never scored on the caller's thread."""
+        pending = _Pending(report, deadline, Future())
+        with self._ready:
+            if self._closed:
+                raise Overloaded("the service is shutting down; retry on another replica")
+            if len(self._queue) >= self._config.max_queue:
+                raise Overloaded(
+                    f"{len(self._queue):,} reports are already waiting to be scored; retry later"
+                )
+            self._queue.append(pending)
+            self._ready.notify()
+        return pending.future
+
     def close(self, timeout: float = 10.0) -> None:
         """Finish what is queued, then stop the dispatchers."""
         with self._ready:

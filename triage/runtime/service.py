@@ -142,6 +142,32 @@ class ClassificationService:
             (outcome,) = self.recorder.record((report,), (outcome,), origin or Origin("Classify"))
         return outcome
 
+    def classify_later(
+        self, report: Report, deadline: Deadline | None = None, origin: Origin | None = None
+    ) -> Callable[[], Outcome]:
+        """Start scoring one report and return a function that waits for its outcome (put on
+        record as :meth:`classify` does, when it is collected). A report that is refused at
+        once (invalid, past its deadline, a full queue) raises here. Many reports of one
+        caller can be in flight together this way, and are batched together."""
+        self.validate(report)
+        if deadline is not None:
+            deadline.check()
+        if self.batcher is None:
+            outcome = self.classify(report, deadline, origin)
+            return lambda: outcome
+        future = self.batcher.submit_later(report, deadline.at if deadline else None)
+        origin = origin or Origin("ClassifyStream")
+
+        def collect() -> Outcome:
+            _, outcome = future.result()
+            if outcome.prediction is None:
+                raise outcome.error or InvalidReport("the report was not scored")
+            if self.recorder is not None:
+                (outcome,) = self.recorder.record((report,), (outcome,), origin)
+            return outcome
+
+        return collect
+
     def classify_batch(
         self,
         reports: Sequence[Report],
