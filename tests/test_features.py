@@ -1,5 +1,6 @@
 import pickle
 import re
+import threading
 from typing import Any
 
 import numpy as np
@@ -114,3 +115,23 @@ def test_tokens_and_accents_as_scikit_learn_makes_them(text: str) -> None:
 def test_tokens_on_awkward_text(text: str) -> None:
     assert features.default_tokens(text) == re.findall(TfidfVectorizer().token_pattern, text)
     assert features.strip_accents_unicode(text) == sklearn_strip_accents(text)
+
+
+def test_threads_sharing_one_vectorizer_get_scikit_learns_features() -> None:
+    # A server without model processes scores on many threads with one model: every thread
+    # adds new words to the shared word table while the others read it, and its arrays grow.
+    reference, fast = fitted_pair(SETTINGS[0])
+    words = [f"w{i}x{i * 7919 % 1000}" for i in range(6_000)]  # each new to the table
+    batches = [[" ".join(words[k + j :: 97][:40]) for j in range(3)] for k in range(96)]
+    results: dict[int, Any] = {}
+
+    def work(k: int) -> None:
+        results[k] = fast.transform(batches[k])
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k, batch in enumerate(batches):
+        assert_identical(reference.transform(batch), results[k])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -339,6 +340,9 @@ class _WordTable:
         self.indices = np.zeros(16_384, dtype=np.int64)
         self.counts = np.zeros(16_384, dtype=np.float64)
         self.used = 0
+        # Threads of one process score with one model (a server without model processes):
+        # adding grows and replaces the arrays, so adding and gathering take turns.
+        self._lock = threading.Lock()
 
     @property
     def full(self) -> bool:
@@ -346,6 +350,11 @@ class _WordTable:
 
     def add(self, word: str, ids: list[int]) -> int:
         unique, counts = np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)
+        with self._lock:
+            known = self.rows.get(word)  # another thread may have added it meanwhile
+            return known if known is not None else self._append(word, unique, counts)
+
+    def _append(self, word: str, unique: np.ndarray, counts: np.ndarray) -> int:
         row = len(self.rows)
         if row == len(self.starts):
             self.starts = np.resize(self.starts, 2 * row)
@@ -368,6 +377,12 @@ class _WordTable:
         """The n-gram indices and counts (times each word's repeats) of ``rows``, end to end,
         and where each document's part ends (``indptr`` counts words, this counts n-grams)."""
         picked = np.asarray(rows, dtype=np.int64)
+        with self._lock:
+            return self._gather(picked, repeats, indptr)
+
+    def _gather(
+        self, picked: np.ndarray, repeats: list[int], indptr: list[int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lengths = self.lengths[picked]
         ends = np.zeros(len(picked) + 1, dtype=np.int64)
         np.cumsum(lengths, out=ends[1:])
