@@ -36,7 +36,12 @@ class TermExplainer:
     def top_terms(self, features: Any, predicted: np.ndarray, k: int) -> list[Terms]:
         """For each row of ``features``, up to ``k`` terms with the largest positive push
         towards that row's class index in ``predicted``, strongest first."""
-        x = sp.csr_matrix(features)
+        # A CSR matrix or array is used as it is (a conversion is a copy of its index arrays).
+        x = (
+            features
+            if sp.issparse(features) and features.format == "csr"
+            else sp.csr_matrix(features)
+        )
         if k <= 0:
             return [() for _ in range(x.shape[0])]
         per_row = np.diff(x.indptr)

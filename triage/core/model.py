@@ -136,7 +136,8 @@ class TriageModel:
         scored = self._scored(texts)
         proba, signal = scored.proba, scored.signal
         best = proba.argmax(axis=1)
-        own = scored.features[:n]
+        # The documents' own rows (the rows of their items follow; a slice is a copy).
+        own = scored.features if scored.features.shape[0] == n else scored.features[:n]
         terms = self._explainer.top_terms(own, best[:n], top_k)
         verdicts = self._verdicts(texts, scored.shares[:n])
         order = np.argsort(-proba, axis=1, kind="stable")
@@ -160,7 +161,8 @@ class TriageModel:
         spans = [NO_SPANS] * n
         shown = [i for i, (_, a) in enumerate(answers) if a[3] and signal[i]]
         if self._spans is not None and shown:
-            found = self._spans.find([texts[i] for i in shown], own[shown], best[shown])
+            rows = own if len(shown) == n else own[shown]
+            found = self._spans.find([texts[i] for i in shown], rows, best[shown])
             for i, evidence in zip(shown, found, strict=True):
                 spans[i] = evidence
         predictions = []
