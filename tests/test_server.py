@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -24,7 +23,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from triage.core.artifacts import CURRENT, MODEL_FILE, write_artifact
 from triage.core.model import Prediction, TriageModel
-from triage.rpc.access_log import BatchedWriter
 from triage.rpc.app import ServeConfig, TriageServer
 from triage.rpc.status import StatusInterceptor
 from triage.runtime.microbatch import BatchingConfig
@@ -636,29 +634,6 @@ def test_report_ids_are_limited_and_never_echoed_or_logged_beyond_it(
     lines = [r.getMessage() for r in caplog.records if r.name == "triage.access"]
     assert len(lines) == 5 and max(len(line) for line in lines) < 2_000  # 256 x "\\u00e9" at most
     assert stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5).limits.max_report_id_chars == 256
-
-
-def test_the_batched_access_log_writer_loses_and_repeats_nothing() -> None:
-    stream = io.StringIO()
-    writer = BatchedWriter(stream)
-    writer.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.Logger("batched-writer-test")
-    logger.addHandler(writer)
-
-    def log(thread: int) -> None:
-        for i in range(2_000):
-            logger.info(f"{thread} {i}")
-
-    threads = [threading.Thread(target=log, args=(t,)) for t in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    writer.close()  # what logging.shutdown does at exit: everything queued is written
-    lines = stream.getvalue().splitlines()
-    assert len(lines) == 8_000
-    for t in range(4):  # each thread's lines, once each, in the order it logged them
-        assert [int(x.split()[1]) for x in lines if x.startswith(f"{t} ")] == list(range(2_000))
 
 
 def test_a_stream_keeps_many_reports_in_flight_and_they_are_batched_together(

@@ -430,14 +430,12 @@ def _configure_access_log(target: str) -> None:
     if target == "off":
         access.disabled = True
         return
-    from triage.rpc.access_log import BatchedWriter
-
     try:
-        stream = sys.stderr if target == "-" else open(target, "a", encoding="utf-8")  # noqa: SIM115
+        handler: logging.Handler = (
+            logging.StreamHandler(sys.stderr) if target == "-" else logging.FileHandler(target)
+        )
     except OSError as err:
         raise TriageError(f"cannot open access log {target}: {err.strerror}") from None
-    # Lines are written from the handler's own thread, many per write (see BatchedWriter).
-    handler = BatchedWriter(stream)
-    handler.setFormatter(logging.Formatter("%(message)s"))  # the message is the JSON line
+    handler.setFormatter(logging.Formatter("%(message)s"))  # the record is already JSON
     access.addHandler(handler)
     access.setLevel(logging.INFO)

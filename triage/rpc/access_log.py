@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import Any
 
 import grpc
 
@@ -101,7 +99,7 @@ def _log_outcomes(rpc: str, status: str, latency_ms: float, outcomes: Sequence[O
             )
         elif outcome.error is not None:
             entry["status"] = code_for(outcome.error).name
-        access_log.info(_Json(entry))
+        access_log.info(json.dumps(entry))
 
 
 def _log_call(
@@ -116,93 +114,7 @@ def _log_call(
         entry["model_version"] = model_version
     elif report_id:
         entry["report_id"] = report_id
-    access_log.info(_Json(entry))
-
-
-class _Json:
-    """A log message that becomes its JSON line when formatted: with :class:`BatchedWriter`,
-    in the writer's thread, not the call's."""
-
-    __slots__ = ("entry",)
-
-    def __init__(self, entry: dict[str, Any]) -> None:
-        self.entry = entry
-
-    def __str__(self) -> str:
-        return json.dumps(self.entry)
-
-
-class BatchedWriter(logging.Handler):
-    """A handler that writes lines from its own thread, many per write and flush.
-
-    A call's thread only puts its record on a queue (no formatting, no lock, no system call);
-    the writer takes every record waiting, formats them, writes them as one block and flushes
-    once. Under load that is one write for dozens of calls instead of a write and a flush per
-    line under the handler's lock. ``flush`` (called by ``logging.shutdown`` at exit, and by
-    ``close``) writes everything queued before it returns, so no line is lost at a clean stop.
-    """
-
-    MAX_BLOCK = 1024  # records per write
-
-    def __init__(self, stream: IO[str]) -> None:
-        super().__init__()
-        self.stream = stream
-        self._queue: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
-        self._write_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
-        self._thread.start()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self._queue.put(record)
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            self._write_block(first)
-
-    def _write_block(self, first: logging.LogRecord) -> None:
-        records = [first]
-        while len(records) < self.MAX_BLOCK:
-            try:
-                more = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if more is None:
-                self._queue.put(None)  # stop after this block
-                break
-            records.append(more)
-        lines = []
-        for record in records:
-            try:
-                lines.append(self.format(record) + "\n")
-            except Exception:  # a record that cannot be formatted: logging's own report
-                self.handleError(record)
-        with self._write_lock:
-            try:
-                self.stream.write("".join(lines))
-                self.stream.flush()
-            except Exception:
-                self.handleError(records[-1])
-
-    def flush(self) -> None:
-        """Write every record queued so far, from the caller's thread."""
-        while True:
-            try:
-                record = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if record is None:
-                self._queue.put(None)
-                return
-            self._write_block(record)
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=5)
-        self.flush()
-        super().close()
+    access_log.info(json.dumps(entry))
 
 
 def _entry(rpc: str, status: str, latency_ms: float) -> dict[str, Any]:
