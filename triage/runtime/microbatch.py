@@ -67,6 +67,7 @@ class MicroBatcher:
         # An extra lane only for a call that finds nothing else in flight (see ModelWorkerPool).
         self._quiet_lane = quiet_lane
         self._quiet_free = quiet_lane is not None
+        self._callers = 0  # submit calls under way (waiting, queued or being scored)
         self._ready = threading.Condition()
         self._closed = False
         # With a maximum wait a lone call waits for company, so callers never run it directly.
@@ -89,24 +90,33 @@ class MicroBatcher:
         with self._ready:
             if self._closed:
                 raise Overloaded("the service is shutting down; retry on another replica")
+            self._callers += 1
             if self._callers_run and not self._queue and self._idle:
-                if self._quiet_free and len(self._idle) == self._lanes:
+                # The quiet lane only for a call alone in the service: under load, scoring in
+                # this process would hold its interpreter while it should take calls in.
+                quiet = self._callers == 1 and len(self._idle) == self._lanes
+                if self._quiet_free and quiet:
                     lane, self._quiet_free = self._quiet_lane, False
                 else:
                     lane = self._idle.pop()
             elif len(self._queue) >= self._config.max_queue:
+                self._callers -= 1
                 raise Overloaded(
                     f"{len(self._queue):,} reports are already waiting to be scored; retry later"
                 )
             else:
                 self._queue.append(pending)
                 self._ready.notify()
-        if lane is not None:
-            try:
-                self._run(lane, [pending])
-            finally:
-                self._release(lane)
-        return pending.future.result()
+        try:
+            if lane is not None:
+                try:
+                    self._run(lane, [pending])
+                finally:
+                    self._release(lane)
+            return pending.future.result()
+        finally:
+            with self._ready:
+                self._callers -= 1
 
     def submit_later(
         self, report: Report, deadline: float | None = None
