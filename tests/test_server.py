@@ -23,7 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from triage.core.artifacts import CURRENT, MODEL_FILE, write_artifact
 from triage.core.model import Prediction, TriageModel
+from triage.core.scoring import Outcome
 from triage.rpc.app import ServeConfig, TriageServer
+from triage.rpc.servicer import _InFlight
 from triage.rpc.status import StatusInterceptor
 from triage.runtime.microbatch import BatchingConfig
 from triage.runtime.service import Limits
@@ -681,3 +683,30 @@ def test_a_cancelled_stream_stops_its_reader(models_dir: Path) -> None:
             time.sleep(0.02)
     finally:
         server.stop(grace=0)
+
+
+def test_a_stream_reads_ahead_within_its_count_and_text_bounds() -> None:
+    in_flight = _InFlight(most=3, most_bytes=100)
+    assert in_flight.reserve(500)  # a report over the text bound still goes, alone
+    in_flight.append(lambda: Outcome("big"), 500)
+    blocked = threading.Thread(target=lambda: in_flight.reserve(10))
+    blocked.start()
+    blocked.join(0.2)
+    assert blocked.is_alive()  # no room until the big one is answered
+    waiting = in_flight.next()
+    assert waiting is not None and waiting().report_id == "big"
+    in_flight.answered()
+    blocked.join(5)
+    assert not blocked.is_alive()
+    in_flight.append(lambda: Outcome("a"), 10)
+    assert in_flight.reserve(10)  # count 2 of 3, 20 of 100 bytes
+    in_flight.append(lambda: Outcome("b"), 10)
+    assert in_flight.reserve(10)  # 3 of 3
+    in_flight.append(lambda: Outcome("c"), 10)
+    full = threading.Thread(target=lambda: in_flight.reserve(1))
+    full.start()
+    full.join(0.2)
+    assert full.is_alive()  # the count bound
+    in_flight.stop()  # the call ended: a reader waiting for room gives up
+    full.join(5)
+    assert not full.is_alive() and not in_flight.reserve(1)

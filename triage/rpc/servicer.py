@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -23,8 +23,9 @@ SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["TriageService"].full_name
 ANSWERS_PER_MESSAGE = frozenset({f"/{SERVICE_NAME}/ClassifyStream"})
 # Messages of one stream read and queued for scoring ahead of the answers sent back: enough to
 # fill the batches of every model process, few enough that a stream holds a bounded amount of
-# text (this many reports of at most --max-text-chars each).
+# text.
 STREAM_IN_FLIGHT = 128
+STREAM_IN_FLIGHT_BYTES = 1 << 20  # of report text; beyond it the stream reads no further ahead
 
 
 class TriageServicer(pb_grpc.TriageServiceServicer):
@@ -64,49 +65,39 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
         context: grpc.ServicerContext,
     ) -> Iterator[pb.ClassifyResponse]:
         # Pipelined: a reader thread takes each message as it arrives and puts it in the
-        # batcher's queue, up to STREAM_IN_FLIGHT ahead of the answers; this thread answers in
-        # request order as each is scored. Iteration ends when the client half-closes; a
-        # cancelled call stops the iterator, and the reader hands that on.
+        # batcher's queue, ahead of the answers by at most STREAM_IN_FLIGHT reports and
+        # STREAM_IN_FLIGHT_BYTES of their text; this thread answers in request order as each
+        # is scored. Iteration ends when the client half-closes; a cancelled call stops the
+        # iterator, and the reader hands that on.
         caller = _caller(context)
-        pending: queue.Queue[Callable[[], Outcome] | _Ended] = queue.Queue(STREAM_IN_FLIGHT)
-        stop = threading.Event()
+        in_flight = _InFlight(STREAM_IN_FLIGHT, STREAM_IN_FLIGHT_BYTES)
 
         def read() -> None:
-            ended = _Ended()
             try:
                 for request in request_iterator:
-                    waiting = self._start_one(request, context, caller)
-                    while not stop.is_set():
-                        try:
-                            pending.put(waiting, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
+                    size = (
+                        len(request.text)
+                        if isinstance(request, incoming.IncomingClassifyRequest)
+                        else 0
+                    )
+                    if not in_flight.reserve(size):
+                        return  # the call is over
+                    in_flight.append(self._start_one(request, context, caller), size)
             except BaseException as err:  # the call was cancelled or failed: end with it
-                ended.error = err
-            while not stop.is_set():
-                try:
-                    pending.put(ended, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
+                in_flight.end(err)
+                return
+            in_flight.end(None)
 
         reader = threading.Thread(target=read, name="stream-reader", daemon=True)
         reader.start()
         try:
-            while True:
-                item = pending.get()
-                if isinstance(item, _Ended):
-                    if item.error is not None:
-                        raise item.error
-                    return
-                outcome = item()
+            while (waiting := in_flight.next()) is not None:
+                outcome = waiting()
+                in_flight.answered()
                 call_record.record_outcomes((outcome,))
                 yield convert.to_outcome_response(outcome)
         finally:
-            stop.set()
+            in_flight.stop()
             reader.join()
 
     def GetModelInfo(  # noqa: N802
@@ -167,13 +158,69 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
         return outcome
 
 
-class _Ended:
-    """The end of a stream's requests, with the error that ended it (None: the client closed)."""
+class _InFlight:
+    """A stream's reports between being read and being answered, in order: at most ``most``
+    of them and ``most_bytes`` of their text (one larger report still goes, alone), so a
+    stream holds a bounded amount however fast its client sends."""
 
-    __slots__ = ("error",)
+    def __init__(self, most: int, most_bytes: int) -> None:
+        self._most, self._most_bytes = most, most_bytes
+        self._waiting: deque[tuple[Callable[[], Outcome], int]] = deque()
+        self._count = self._bytes = 0  # reserved: read and not yet answered
+        self._end: tuple[BaseException | None] | None = None
+        self._stopped = False
+        self._changed = threading.Condition()
 
-    def __init__(self) -> None:
-        self.error: BaseException | None = None
+    def reserve(self, size: int) -> bool:
+        """Wait for room for a report of ``size`` bytes; False if the stream stopped."""
+        with self._changed:
+            while (
+                not self._stopped
+                and self._count
+                and (self._count >= self._most or self._bytes + size > self._most_bytes)
+            ):
+                self._changed.wait()
+            if self._stopped:
+                return False
+            self._count += 1
+            self._bytes += size
+            return True
+
+    def append(self, waiting: Callable[[], Outcome], size: int) -> None:
+        with self._changed:
+            self._waiting.append((waiting, size))
+            self._changed.notify_all()
+
+    def end(self, error: BaseException | None) -> None:
+        """No more reports: the client closed (None), or ``error`` ended the call."""
+        with self._changed:
+            self._end = (error,)
+            self._changed.notify_all()
+
+    def next(self) -> Callable[[], Outcome] | None:
+        """The oldest report's outcome to wait for; None at the end; the error that ended it."""
+        with self._changed:
+            while not self._waiting and self._end is None:
+                self._changed.wait()
+            if self._waiting:
+                return self._waiting[0][0]
+            assert self._end is not None
+            if self._end[0] is not None:
+                raise self._end[0]
+            return None
+
+    def answered(self) -> None:
+        """The oldest report has its answer: its room is free."""
+        with self._changed:
+            _, size = self._waiting.popleft()
+            self._count -= 1
+            self._bytes -= size
+            self._changed.notify_all()
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
 
 
 def _caller(context: grpc.ServicerContext) -> str:
