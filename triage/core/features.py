@@ -29,8 +29,8 @@ CACHE_WORDS = 200_000
 # Whether a (non-ASCII) character is a combining mark, as scikit-learn's accent stripping asks.
 _COMBINING: dict[str, bool] = {}
 _DEFAULT_TOKENS = TfidfVectorizer().token_pattern  # r"(?u)\b\w\w+\b"
-# Whether a (non-ASCII) character is a word character (``\w``: alphanumeric or "_").
-_WORDLIKE: dict[str, bool] = {}
+# Whether a (non-ASCII) character is not a word character (``\w``: alphanumeric or "_").
+_SEPARATOR: dict[str, bool] = {}
 # ASCII bytes that are not word characters become spaces; every other byte stays.
 _ASCII_SEPARATORS = bytes(
     b if (chr(b).isalnum() or b == ord("_") or b >= 0x80) else ord(" ") for b in range(256)
@@ -43,15 +43,8 @@ def default_tokens(text: str) -> list[str]:
     by one ``bytes.translate``, the few other distinct ones by ``str.replace``), then the text
     is split; several times faster than the regular expression on long reports."""
     if not text.isascii():
-        for char in set(text):
-            if char > "\x7f":
-                wordlike = _WORDLIKE.get(char)
-                if wordlike is None:
-                    if len(_WORDLIKE) >= CACHE_WORDS:
-                        _WORDLIKE.clear()
-                    wordlike = _WORDLIKE[char] = char.isalnum() or char == "_"
-                if not wordlike:
-                    text = text.replace(char, " ")
+        for char in _non_ascii_where(text, _SEPARATOR, _is_separator):
+            text = text.replace(char, " ")
     spaced = text.encode("utf-8", "surrogatepass").translate(_ASCII_SEPARATORS)
     return [w for w in spaced.decode("utf-8", "surrogatepass").split() if len(w) > 1]
 
@@ -64,17 +57,32 @@ def strip_accents_unicode(text: str) -> str:
     normalised = unicodedata.normalize("NFKD", text)
     if normalised.isascii():
         return normalised
-    marks: dict[int, None] = {}
-    for char in set(normalised):
-        if char > "\x7f":
-            combining = _COMBINING.get(char)
-            if combining is None:
-                if len(_COMBINING) >= CACHE_WORDS:
-                    _COMBINING.clear()
-                combining = _COMBINING[char] = unicodedata.combining(char) != 0
-            if combining:
-                marks[ord(char)] = None
+    marks = {ord(c): None for c in _non_ascii_where(normalised, _COMBINING, _is_combining)}
     return normalised.translate(marks) if marks else normalised
+
+
+def _is_separator(char: str) -> bool:
+    return not (char.isalnum() or char == "_")  # not a \w character
+
+
+def _is_combining(char: str) -> bool:
+    return unicodedata.combining(char) != 0
+
+
+def _non_ascii_where(text: str, memo: dict[str, bool], test: Callable[[str], bool]) -> list[str]:
+    """The distinct non-ASCII characters of ``text`` that pass ``test`` (remembered in
+    ``memo``, which starts again when it is full)."""
+    found = []
+    for char in set(text):
+        if char > "\x7f":
+            passes = memo.get(char)
+            if passes is None:
+                if len(memo) >= CACHE_WORDS:
+                    memo.clear()
+                passes = memo[char] = test(char)
+            if passes:
+                found.append(char)
+    return found
 
 
 class CachedTfidfVectorizer(TfidfVectorizer):
