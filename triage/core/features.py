@@ -112,6 +112,11 @@ class CachedTfidfVectorizer(TfidfVectorizer):
     def _count_vocab(self, raw_documents: Iterable[Any], fixed_vocab: bool) -> Any:
         if not fixed_vocab:  # fitting: learn the vocabulary the usual way
             return super()._count_vocab(raw_documents, fixed_vocab)
+        return self.vocabulary_, _align_api_if_sparse(self.counts(raw_documents))
+
+    def counts(self, raw_documents: Iterable[Any]) -> Any:
+        """The fitted vocabulary's counts in ``raw_documents``: a ``scipy.sparse.csr_array``
+        as built (``transform`` hands scikit-learn's configured sparse type back instead)."""
         vocabulary: dict[str, int] = self.vocabulary_
         docs = list(raw_documents)
         if self.analyzer == "char_wb" and self.preprocessor is None:
@@ -126,7 +131,7 @@ class CachedTfidfVectorizer(TfidfVectorizer):
                 indices.extend(features_of(doc))
                 indptr.append(len(indices))
             X = self._csr(indices, indptr, np.ones(len(indices), dtype=self.dtype))  # noqa: N806
-        return vocabulary, _align_api_if_sparse(X)
+        return X
 
     def _csr(
         self, indices: Sequence[int] | np.ndarray, indptr: Sequence[int] | np.ndarray, data: Any

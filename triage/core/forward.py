@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import expit
+from sklearn import get_config
 from sklearn.calibration import CalibratedClassifierCV, _SigmoidCalibration
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, Pipeline
@@ -14,6 +16,8 @@ from sklearn.preprocessing import LabelEncoder, normalize
 from sklearn.svm import LinearSVC
 from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
+
+from triage.core.features import CachedTfidfVectorizer, _align_api_if_sparse
 
 
 class ForwardPass:
@@ -74,7 +78,11 @@ class ForwardPass:
     def features_of(self, docs: list[str]) -> Any:
         """The feature matrix for documents the pipeline's normaliser already read."""
         blocks = [_tfidf(v, docs) for v in self._vectorizers]
-        return blocks[0] if len(blocks) == 1 else _side_by_side(blocks)
+        # The type scikit-learn's own transform would hand back (its sparse-interface setting).
+        if len(blocks) == 1:
+            return _align_api_if_sparse(blocks[0])
+        interface = get_config().get("sparse_interface", "spmatrix")
+        return _side_by_side(blocks, sp.csr_array if interface == "sparray" else sp.csr_matrix)
 
     def predict_proba(self, X: Any) -> np.ndarray:  # noqa: N803 - scikit-learn's name
         """Calibrated probabilities, one row per row of ``X``, columns in class order."""
@@ -95,7 +103,10 @@ class ForwardPass:
 
 def _tfidf(vectorizer: TfidfVectorizer, docs: list[str]) -> Any:
     # TfidfVectorizer.transform, step by step: counts, then TfidfTransformer's arithmetic.
-    _, X = vectorizer._count_vocab(docs, fixed_vocab=True)  # noqa: N806
+    if isinstance(vectorizer, CachedTfidfVectorizer):
+        X = vectorizer.counts(docs)  # noqa: N806 - as built, converted once at the end
+    else:
+        _, X = vectorizer._count_vocab(docs, fixed_vocab=True)  # noqa: N806
     if vectorizer.binary:
         X.data.fill(1)
     if vectorizer.sublinear_tf:
@@ -110,7 +121,7 @@ def _tfidf(vectorizer: TfidfVectorizer, docs: list[str]) -> Any:
     return X
 
 
-def _side_by_side(blocks: list[Any]) -> Any:
+def _side_by_side(blocks: list[Any], kind: type) -> Any:
     """``scipy.sparse.hstack(blocks).tocsr()`` for CSR blocks with the same rows, built
     directly: each row is its blocks' rows one after another, column indices shifted."""
     first = blocks[0]
@@ -133,4 +144,4 @@ def _side_by_side(blocks: list[Any]) -> Any:
         indices[where] = block.indices + offset
         data[where] = block.data
         at += counts
-    return type(first)((data, indices, indptr.astype(index_type)), shape=(rows, sum(widths)))
+    return kind((data, indices, indptr.astype(index_type)), shape=(rows, sum(widths)))
