@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sklearn import config_context
 from sklearn.pipeline import Pipeline
 
 from triage.core.forward import ForwardPass
@@ -79,3 +80,11 @@ def test_the_served_model_uses_it(tiny_model: TriageModel) -> None:
     proba = tiny_model.pipeline.predict_proba(texts)
     for row, prediction in zip(proba, tiny_model.predict(texts), strict=True):
         assert dict(prediction.scores) == dict(zip(tiny_model.labels, row.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("interface", ["sparray", "spmatrix"])
+def test_the_features_come_back_as_scikit_learn_is_configured_to_give_them(interface: str) -> None:
+    texts = read_labelled(TINY).texts[:5]
+    with config_context(sparse_interface=interface):
+        for pipeline in (FITTED["svm-sigmoid"], FITTED["word-svm"]):  # two blocks, and one
+            assert_same_as_scikit_learn(pipeline, texts)
