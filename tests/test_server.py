@@ -8,7 +8,7 @@ import os
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -710,3 +710,41 @@ def test_a_stream_reads_ahead_within_its_count_and_text_bounds() -> None:
     in_flight.stop()  # the call ended: a reader waiting for room gives up
     full.join(5)
     assert not full.is_alive() and not in_flight.reserve(1)
+
+
+def test_a_stream_whose_scoring_fails_ends_without_waiting_for_the_client(
+    models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fault that is no report's doing (here, injected into the service) ends the stream
+    # with INTERNAL at once, although the client keeps it open and sends nothing more; the
+    # request budget is whole again after it.
+    server = TriageServer(_config(models_dir)).start()
+
+    def broken(*args: object, **kwargs: object) -> Callable[[], Outcome]:
+        def collect() -> Outcome:
+            raise RuntimeError("injected fault")
+
+        return collect
+
+    monkeypatch.setattr(server.service, "classify_later", broken)
+    gate = threading.Event()
+
+    def requests() -> Iterator[pb.ClassifyRequest]:
+        yield pb.ClassifyRequest(text="x" * 70_000, report_id="a")  # over the free size
+        gate.wait(20)
+
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as caught:
+                list(pb_grpc.TriageServiceStub(channel).ClassifyStream(requests(), timeout=15))
+            assert caught.value.code() == grpc.StatusCode.INTERNAL
+            assert time.monotonic() - started < 5
+            gate.set()
+        deadline = time.monotonic() + 10
+        while server.budget.in_use:
+            assert time.monotonic() < deadline, "the stream's message stayed on the budget"
+            time.sleep(0.02)
+    finally:
+        gate.set()
+        server.stop(grace=0)

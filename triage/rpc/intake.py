@@ -186,7 +186,11 @@ class _MessageReader:
 
 class _Messages:
     """A stream's request messages, each admitted and parsed as the servicer asks for it and
-    held against the budget until it asks for the next one."""
+    held against the budget until it asks for the next one.
+
+    The servicer may read on a thread of its own (ClassifyStream reads ahead); once the call
+    is over (``__exit__``) a message that still arrives on that thread is not admitted, so
+    nothing is taken from the budget that no one would give back."""
 
     def __init__(
         self,
@@ -200,29 +204,37 @@ class _Messages:
         self._context = context
         self._per_message = per_message
         self._taken = 0
+        self._closed = False
+        self._lock = threading.Lock()
 
     def __iter__(self) -> _Messages:
         return self
 
     def __next__(self) -> Any:
-        self._give_back()
+        with self._lock:
+            self._give_back()
         try:
             data = next(self._raw)
         except grpc.RpcError:
             _cancelled(self._context)
-        try:
-            self._taken, message = self._read.admit(data)
-        except (CapacityRefused, InvalidReport) as err:
-            if self._per_message:
-                return Unread(err)
-            raise
+        with self._lock:
+            if self._closed:
+                raise StopIteration
+            try:
+                self._taken, message = self._read.admit(data)
+            except (CapacityRefused, InvalidReport) as err:
+                if self._per_message:
+                    return Unread(err)
+                raise
         return message
 
     def __enter__(self) -> _Messages:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._give_back()
+        with self._lock:
+            self._closed = True
+            self._give_back()
 
     def _give_back(self) -> None:
         taken, self._taken = self._taken, 0

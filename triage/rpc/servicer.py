@@ -26,6 +26,7 @@ ANSWERS_PER_MESSAGE = frozenset({f"/{SERVICE_NAME}/ClassifyStream"})
 # text.
 STREAM_IN_FLIGHT = 128
 STREAM_IN_FLIGHT_BYTES = 1 << 20  # of report text; beyond it the stream reads no further ahead
+STREAM_READER_GRACE_SECONDS = 0.5
 
 
 class TriageServicer(pb_grpc.TriageServiceServicer):
@@ -98,7 +99,10 @@ class TriageServicer(pb_grpc.TriageServiceServicer):
                 yield convert.to_outcome_response(outcome)
         finally:
             in_flight.stop()
-            reader.join()
+            # The reader ends with the call: at once if it is waiting for room, when gRPC ends
+            # the request iterator if it is waiting for a message (which cannot happen before
+            # this handler returns, so it is not waited for; intake admits nothing after).
+            reader.join(timeout=STREAM_READER_GRACE_SECONDS)
 
     def GetModelInfo(  # noqa: N802
         self, request: pb.GetModelInfoRequest, context: grpc.ServicerContext
