@@ -96,11 +96,14 @@ class CachedTfidfVectorizer(TfidfVectorizer):
       character);
     - ``char_wb``: a document's n-grams are the concatenation of each whitespace-separated word's
       n-grams, so each distinct word is analysed once, by scikit-learn's own n-gram code, and
-      its n-grams' vocabulary indices and counts are cached. A batch is then a sparse product:
-      (documents x distinct words, how often each word occurs) @ (distinct words x features,
-      each word's n-gram counts), summed in compiled code;
-    - ``word``: the tokens and their n-grams are built and looked up with ``map`` and ``zip``,
-      not one Python statement per n-gram;
+      its n-grams' vocabulary indices and counts go into a table of two growing arrays. A
+      batch is then: each document's words counted (``Counter``), their table rows looked up
+      (``map``), and their n-grams gathered and multiplied by the word counts with a few numpy
+      operations; scipy sums the n-grams that several words share;
+    - ``word`` with the default tokens and at most pairs: each token numbered by one dict
+      lookup, every pair of the batch found at once by ``searchsorted`` among the vocabulary's
+      pairs (two token numbers in one integer); other word settings: the tokens and n-grams
+      built and looked up with ``map`` and ``zip``;
     - anything else (custom analyzers, stop words): scikit-learn's analyzer, with the
       vocabulary lookups done in one pass.
 
