@@ -410,5 +410,8 @@ def test_hostile_text_takes_bounded_time(name: str) -> None:
     assert len(text) >= 900_000
     started = time.process_time()  # CPU time: the machine is shared
     spans = find_items(text)
-    assert time.process_time() - started < 1.0
+    # Linear work takes 0.001-0.8 s here on a quiet machine and 1.4 s was seen under CI's
+    # load; anything worse than linear on 10^5-10^6 lines would take minutes. The bound is
+    # for the second, with room for the first.
+    assert time.process_time() - started < 5.0
     assert_well_formed(text, spans)
