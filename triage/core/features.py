@@ -102,8 +102,7 @@ class CachedTfidfVectorizer(TfidfVectorizer):
       operations; scipy sums the n-grams that several words share;
     - ``word`` with the default tokens and at most pairs: each token numbered by one dict
       lookup, every pair of the batch found at once by ``searchsorted`` among the vocabulary's
-      pairs (two token numbers in one integer); other word settings: the tokens and n-grams
-      built and looked up with ``map`` and ``zip``;
+      pairs (two token numbers in one integer);
     - anything else (custom analyzers, stop words): scikit-learn's analyzer, with the
       vocabulary lookups done in one pass.
 
@@ -167,28 +166,8 @@ class CachedTfidfVectorizer(TfidfVectorizer):
         return preprocess_fast
 
     def _indices_per_document(self, vocabulary: dict[str, int]) -> Callable[[Any], list[int]]:
-        lookup = vocabulary.get
-        if (
-            self.analyzer == "word"
-            and self.tokenizer is None
-            and self.stop_words is None
-            and self.preprocessor is None
-        ):
-            preprocess = self._preprocessor()
-            tokenize = self.build_tokenizer()
-            low, high = self.ngram_range
-
-            def word_features(doc: Any) -> list[int]:
-                tokens = tokenize(preprocess(doc))
-                found: list[int | None] = list(map(lookup, tokens)) if low == 1 else []
-                for n in range(max(low, 2), high + 1):
-                    grams = zip(*(tokens[k:] for k in range(n)), strict=False)
-                    found.extend(map(lookup, map(" ".join, grams)))
-                return [i for i in found if i is not None]
-
-            return word_features
-
         analyze = self.build_analyzer()
+        lookup = vocabulary.get
 
         def every_feature(doc: Any) -> list[int]:
             return [i for i in map(lookup, analyze(doc)) if i is not None]

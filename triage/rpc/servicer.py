@@ -171,7 +171,8 @@ class _InFlight:
         self._most, self._most_bytes = most, most_bytes
         self._waiting: deque[tuple[Callable[[], Outcome], int]] = deque()
         self._count = self._bytes = 0  # reserved: read and not yet answered
-        self._end: tuple[BaseException | None] | None = None
+        self._ended = False  # the reader has read its last message
+        self._error: BaseException | None = None  # ... and what ended the call, if not the client
         self._stopped = False
         self._changed = threading.Condition()
 
@@ -198,19 +199,18 @@ class _InFlight:
     def end(self, error: BaseException | None) -> None:
         """No more reports: the client closed (None), or ``error`` ended the call."""
         with self._changed:
-            self._end = (error,)
+            self._ended, self._error = True, error
             self._changed.notify_all()
 
     def next(self) -> Callable[[], Outcome] | None:
         """The oldest report's outcome to wait for; None at the end; the error that ended it."""
         with self._changed:
-            while not self._waiting and self._end is None:
+            while not self._waiting and not self._ended:
                 self._changed.wait()
             if self._waiting:
                 return self._waiting[0][0]
-            assert self._end is not None
-            if self._end[0] is not None:
-                raise self._end[0]
+            if self._error is not None:
+                raise self._error
             return None
 
     def answered(self) -> None:

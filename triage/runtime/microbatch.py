@@ -99,14 +99,12 @@ class MicroBatcher:
                     lane, self._quiet_free = self._quiet_lane, False
                 else:
                     lane = self._idle.pop()
-            elif len(self._queue) >= self._config.max_queue:
-                self._callers -= 1
-                raise Overloaded(
-                    f"{len(self._queue):,} reports are already waiting to be scored; retry later"
-                )
             else:
-                self._queue.append(pending)
-                self._ready.notify()
+                try:
+                    self._enqueue(pending)
+                except Overloaded:
+                    self._callers -= 1
+                    raise
         try:
             if lane is not None:
                 try:
@@ -128,13 +126,17 @@ class MicroBatcher:
         with self._ready:
             if self._closed:
                 raise Overloaded("the service is shutting down; retry on another replica")
-            if len(self._queue) >= self._config.max_queue:
-                raise Overloaded(
-                    f"{len(self._queue):,} reports are already waiting to be scored; retry later"
-                )
-            self._queue.append(pending)
-            self._ready.notify()
+            self._enqueue(pending)
         return pending.future
+
+    def _enqueue(self, pending: _Pending) -> None:
+        """Queue ``pending`` for a dispatcher (the caller holds ``_ready``), or refuse it."""
+        if len(self._queue) >= self._config.max_queue:
+            raise Overloaded(
+                f"{len(self._queue):,} reports are already waiting to be scored; retry later"
+            )
+        self._queue.append(pending)
+        self._ready.notify()
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish what is queued, then stop the dispatchers."""

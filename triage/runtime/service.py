@@ -136,10 +136,14 @@ class ClassificationService:
             _, outcome = self.batcher.submit(report, deadline.at if deadline else None)
         else:
             _, (outcome,) = self.engine.score(0, [report])
+        return self._answered(report, outcome, origin or Origin("Classify"))
+
+    def _answered(self, report: Report, outcome: Outcome, origin: Origin) -> Outcome:
+        """One scored report's outcome, put on record; the error that refused it raised."""
         if outcome.prediction is None:
             raise outcome.error or InvalidReport("the report was not scored")
         if self.recorder is not None:
-            (outcome,) = self.recorder.record((report,), (outcome,), origin or Origin("Classify"))
+            (outcome,) = self.recorder.record((report,), (outcome,), origin)
         return outcome
 
     def classify_later(
@@ -156,17 +160,8 @@ class ClassificationService:
             outcome = self.classify(report, deadline, origin)
             return lambda: outcome
         future = self.batcher.submit_later(report, deadline.at if deadline else None)
-        origin = origin or Origin("ClassifyStream")
-
-        def collect() -> Outcome:
-            _, outcome = future.result()
-            if outcome.prediction is None:
-                raise outcome.error or InvalidReport("the report was not scored")
-            if self.recorder is not None:
-                (outcome,) = self.recorder.record((report,), (outcome,), origin)
-            return outcome
-
-        return collect
+        source = origin or Origin("ClassifyStream")
+        return lambda: self._answered(report, future.result()[1], source)
 
     def classify_batch(
         self,
